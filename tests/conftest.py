@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny random models (no network, seconds) and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Tests never write to the user's cache, except e2e tests that reuse a prepared model."""
+    if "SALMON_CACHE" not in os.environ:
+        os.environ["SALMON_CACHE"] = str(tmp_path_factory.mktemp("salmon-cache"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A 2-layer random Llama with the SmolLM2 tokenizer, saved as a HF folder."""
+    from salmon.models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
+
+
+@pytest.fixture
+def cli():
+    """Run the salmon CLI in-process: cli(args) -> (exit_code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from salmon.cli import app
+
+    runner = CliRunner()
+
+    def run(*args: str):
+        res = runner.invoke(app, [str(a) for a in args])
+        return res.exit_code, res.stdout, res.stderr
+
+    return run
+
+
+def shared_data(*parts: str) -> Path:
+    p = SHARED_DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"shared data not present: {p}")
+    return p
