@@ -19,16 +19,23 @@ STAGES: dict[str, tuple[type, object, tuple[str, ...]]] = {
     "pairs": (PairsConfig, make_pairs, ("responses",)),
 }
 
+# `salmon bench NAME`: name -> (config class, function printing/returning its JSON)
+BENCHES: dict[str, tuple[type, object, tuple[str, ...]]] = {}
+
 app = typer.Typer(help="SALMON: align a language model with written principles and an instructable reward model.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   rich_markup_mode=None)
 model_app = typer.Typer(help="The embedded default model.", no_args_is_help=True)
 principles_app = typer.Typer(help="Principle collections: validate and show.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+bench_app = typer.Typer(help="Benchmarks that print ratios measured side by side in one run.", no_args_is_help=True)
 app.add_typer(principles_app, name="principles")
+app.add_typer(bench_app, name="bench")
 
 for _name, (_cls, _fn, _pos) in STAGES.items():
     app.command(_name)(stage_command(_cls, _fn, _pos))
+for _name, (_cls, _fn, _pos) in BENCHES.items():
+    bench_app.command(_name)(stage_command(_cls, _fn, _pos))
 
 
 @app.callback()

@@ -116,6 +116,7 @@ def prepare_default_model(force: bool = False, download: bool = True) -> Path:
 
     tmp = target.with_name(f".{target.name}.tmp.{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    quiet_transformers()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     quantizer = getattr(model, "hf_quantizer", None)
@@ -177,7 +178,16 @@ def pick_dtype(dtype: str, device: str):
         raise SalmonError(f"--dtype {dtype}: expected auto, float32, bfloat16 or float16") from None
 
 
+def quiet_transformers() -> None:
+    """Hide transformers' per-load progress bars and warnings (salmon draws its own)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def _from_pretrained(loader, name: str, **kw):
+    quiet_transformers()
     try:
         return loader.from_pretrained(name, **kw)
     except (OSError, ValueError) as e:

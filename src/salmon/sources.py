@@ -53,7 +53,7 @@ def normalize_prompt(rec: dict[str, Any], index: int, where: str) -> dict[str, A
     ptype = rec.get("type") or rec.get("category_type") or "general"
     if ptype not in PROMPT_TYPES:
         raise SalmonError(f"{where}: unknown type {ptype!r} (expected one of {', '.join(PROMPT_TYPES)})")
-    rid = rec.get("id", rec.get("question_id", index))
+    rid = rec.get("id", rec.get("question_id", f"row{index + 1}"))
     out = {k: v for k, v in rec.items() if k in ("lang", "tags", "category")}
     out.update({"id": str(rid), "prompt": text, "type": ptype})
     return out
