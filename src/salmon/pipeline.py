@@ -1,0 +1,190 @@
+"""`salmon run`: the whole SALMON method, one stage after another, resumable.
+
+    salmon run                                  # configs/default.yaml on the embedded model
+    salmon run --config configs/smoke.yaml --out runs/smoke
+    salmon run --from judge                     # redo judge and everything after it
+
+Each stage runs in its own process (so its peak memory is its own and is released)
+and lives in its own sub-folder of the run with its resolved config and a
+`manifest.json` written last (input hashes, versions, wall time, peak memory). A rerun
+skips stages whose manifest matches their inputs, and resumes an interrupted stage from
+its partial output. `--from STAGE` moves that stage's folder and all later ones aside
+(`<stage>.old-N`), so nothing already written is lost.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from salmon.config import dump_yaml, from_dict, load_config, opt, read_yaml, to_dict
+from salmon.errors import SalmonError
+from salmon.jsonl import atomic_write_text
+from salmon.manifest import input_digest, read_manifest
+from salmon.progress import info
+
+STAGE_ORDER = ["self_align", "sft", "generate", "pairs", "judge", "aggregate", "train_rm", "rl",
+               "evaluate", "report"]
+OPTIONAL = {"self_align", "sft"}
+
+
+@dataclass
+class RunConfig:
+    out: str = opt("runs/default", "Run folder")
+    model: str = opt("default", "Starting model: 'default' (embedded SmolLM2-135M-Instruct), a folder or hub id")
+    seed: int = opt(0, "Seed for every stage")
+    self_align: bool = opt(False, "Start with Self-Align + SFT (principle engraving)")
+    prompts: str = opt("builtin", "Training prompts for generation and RL")
+    judge_principles: str = opt("judge", "Principles for the self-judge and RM training")
+    rl_principles: str = opt("rl", "Principles sampled at RL time")
+    progress: bool = opt(True, "Show progress bars", resume_safe=True)
+
+
+def _wiring(run: RunConfig, d: Path) -> dict[str, dict[str, Any]]:
+    """Each stage's inputs and outputs inside the run folder (sections of the YAML add to these)."""
+    policy = str(d / "sft") if run.self_align else run.model
+    return {
+        "self_align": {"model": run.model, "out": str(d / "self_align"), "seed": run.seed},
+        "sft": {"model": run.model, "data": str(d / "self_align"), "out": str(d / "sft"), "seed": run.seed},
+        "generate": {"model": policy, "prompts": run.prompts, "out": str(d / "generate" / "responses.jsonl"),
+                     "seed": run.seed},
+        "pairs": {"responses": str(d / "generate" / "responses.jsonl"), "out": str(d / "pairs" / "pairs.jsonl")},
+        "judge": {"model": policy, "pairs": str(d / "pairs" / "pairs.jsonl"),
+                  "principles": run.judge_principles, "out": str(d / "judge" / "judgments.jsonl")},
+        "aggregate": {"pairs": str(d / "pairs" / "pairs.jsonl"), "judgments": str(d / "judge" / "judgments.jsonl"),
+                      "principles": run.judge_principles, "out": str(d / "aggregate"), "seed": run.seed},
+        "train_rm": {"model": policy, "data": str(d / "aggregate"), "out": str(d / "train_rm"), "seed": run.seed},
+        "rl": {"policy": policy, "rm": str(d / "train_rm"), "prompts": run.prompts,
+               "principles": run.rl_principles, "out": str(d / "rl"), "seed": run.seed},
+        "evaluate": {"policy_before": policy, "policy_after": str(d / "rl"), "rm": str(d / "train_rm"),
+                     "run_dir": str(d), "out": str(d / "evaluate")},
+        "report": {"run_dir": str(d), "out": str(d / "report")},
+    }
+
+
+def _inputs(stage: str, wiring: dict[str, Any]) -> list[str]:
+    keys = ("model", "data", "responses", "pairs", "judgments", "policy", "rm", "policy_before",
+            "policy_after", "prompts", "principles")
+    return [str(wiring[k]) for k in keys if k in wiring]
+
+
+def stage_command_name(stage: str) -> str:
+    return stage.replace("_", "-")
+
+
+def stage_entry(stage: str):
+    from salmon.cli import STAGES
+
+    name = {"evaluate": "eval", "train_rm": "train-rm"}.get(stage, stage_command_name(stage))
+    if name not in STAGES:
+        raise SalmonError(f"stage '{stage}' is not available in this version of salmon")
+    return STAGES[name]
+
+
+def stage_config(stage: str, wiring: dict[str, Any], section: dict[str, Any], where: str, progress: bool):
+    cls, _, _ = stage_entry(stage)
+    fields = set(cls.__dataclass_fields__)
+    data = {k: v for k, v in wiring.items() if k in fields}
+    if "progress" in fields:
+        data["progress"] = progress
+    data.update(section)
+    return from_dict(cls, data, where)
+
+
+def _set_pdeathsig() -> None:
+    """Let a stage process die with the pipeline (so a killed run leaves no orphan writing)."""
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _lock(run_dir: Path):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(run_dir / ".lock", "w")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SalmonError(f"{run_dir}: another `salmon run` is using this folder") from None
+    return fh
+
+
+def _move_aside(path: Path) -> None:
+    if not path.exists():
+        return
+    n = 1
+    while path.with_name(f"{path.name}.old-{n}").exists():
+        n += 1
+    path.rename(path.with_name(f"{path.name}.old-{n}"))
+    info(f"moved {path} aside to {path.name}.old-{n}")
+
+
+def run_pipeline(config: str | None = None, out: str | None = None, from_stage: str | None = None,
+                 overrides: dict[str, Any] | None = None) -> Path:
+    sections = (read_yaml(config) or {}) if config else {}
+    if not isinstance(sections, dict):
+        raise SalmonError(f"{config}: expected a mapping with a 'run' section and stage sections")
+    unknown = sorted(set(sections) - set(STAGE_ORDER) - {"run"})
+    if unknown:
+        raise SalmonError(f"{config}: unknown section '{unknown[0]}' (known: run, {', '.join(STAGE_ORDER)})")
+    run = load_config(RunConfig, config, {**(overrides or {}), "out": out}, section="run")
+    if from_stage is not None and from_stage.replace("-", "_") not in STAGE_ORDER:
+        raise SalmonError(f"--from {from_stage}: unknown stage (stages: {', '.join(STAGE_ORDER)})")
+    d = Path(run.out)
+    lock = _lock(d)
+    try:
+        atomic_write_text(d / "run.yaml", dump_yaml({"run": to_dict(run), **{k: v for k, v in sections.items() if k != "run"}}))
+        wiring = _wiring(run, d)
+        stages = [s for s in STAGE_ORDER if run.self_align or s not in OPTIONAL]
+        configs = {}
+        for s in stages:  # validate every section before any work starts
+            section = sections.get(s) or {}
+            if not isinstance(section, dict):
+                raise SalmonError(f"{config}: section '{s}' must be a mapping of settings")
+            configs[s] = stage_config(s, wiring[s], section, f"{config or 'defaults'}: {s}", run.progress)
+        if from_stage:
+            start = stages.index(from_stage.replace("-", "_"))
+            for s in reversed(stages[start:]):
+                _move_aside(d / s)
+        for s in stages:
+            _run_stage(s, configs[s], _inputs(s, wiring[s]), d / s)
+    finally:
+        lock.close()
+    info(f"run complete: {d}")
+    return d
+
+
+def _run_stage(stage: str, cfg: Any, inputs: list[str], stage_dir: Path) -> None:
+    digest = input_digest(inputs, to_dict(cfg))
+    manifest = read_manifest(stage_dir)
+    if manifest is not None:
+        if manifest.get("input_digest") == digest:
+            info(f"[{stage}] done (manifest matches); skipping")
+            return
+        info(f"[{stage}] inputs or settings changed since it ran; redoing it")
+        _move_aside(stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = stage_dir / "stage.yaml"
+    atomic_write_text(cfg_path, dump_yaml(to_dict(cfg)))
+    info(f"[{stage}] running")
+    cmd = [sys.executable, "-m", "salmon.manifest", stage, str(cfg_path), str(stage_dir), digest]
+    proc = subprocess.run(cmd, preexec_fn=_set_pdeathsig, check=False)
+    if proc.returncode != 0:
+        raise SalmonError(f"stage '{stage}' failed (exit {proc.returncode}); fix the cause and rerun "
+                          f"the same command to resume")
+
+
+def run_command(config: str | None, out: str | None, from_stage: str | None) -> Path:
+    return run_pipeline(config, out, from_stage)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(run_pipeline(*(sys.argv[1:2] or [None])))
+    os._exit(0)
