@@ -1,0 +1,152 @@
+"""The reward server over real HTTP on loopback: OpenRLHF's protocol, batching, limits, auth."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+from salmon.serve import ChatMarkers, ServeConfig, create_app
+
+
+def fake_scorer(calls):
+    def score(prompts, responses, principles):
+        calls.append(len(prompts))
+        time.sleep(0.01)
+        return [len(r.split()) + 0.5 * len(ps) for r, ps in zip(responses, principles)]
+    return score
+
+
+class Server:
+    def __init__(self, app):
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                break
+            time.sleep(0.02)
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def markers():
+    from salmon.models import build_tiny_model, load_tokenizer
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        tok = load_tokenizer(str(build_tiny_model(d)))
+        yield ChatMarkers.from_tokenizer(tok), tok
+
+
+@pytest.fixture
+def server(markers):
+    calls: list[int] = []
+    app = create_app(fake_scorer(calls), ServeConfig(max_items=8, max_chars=200, max_batch_size=16, batch_wait_ms=20),
+                     markers[0], ["The response is helpful."], token=None)
+    s = Server(app)
+    s.calls = calls
+    yield s
+    s.stop()
+
+
+def test_openrlhf_request(server, markers):
+    from salmon.chat import user_prompt
+
+    tok = markers[1]
+    p1 = user_prompt(tok, "Name a colour.")
+    p2 = "Plain prompt:"
+    body = {"query": [p1 + "Blue is one.<|im_end|>", p2 + " three word answer"], "prompts": [p1, p2], "labels": ["", ""]}
+    r = httpx.post(server.url + "/get_reward", json=body, timeout=10)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    # fake score = words in the cleaned response + 0.5 * number of principles (1 default)
+    assert data["rewards"] == [3.5, 3.5] and data["scores"] == data["rewards"]
+    assert "extra_logs" in data
+    body["principles"] = [["a", "b"], ["c"]]
+    assert httpx.post(server.url + "/get_reward", json=body, timeout=10).json()["rewards"] == [4.0, 3.5]
+
+
+def test_score_endpoint_and_health(server):
+    r = httpx.post(server.url + "/score", json={"items": [{"prompt": "q", "response": "one two", "principles": ["x"]}]})
+    assert r.status_code == 200 and r.json() == {"rewards": [2.5]}
+    assert httpx.get(server.url + "/health").json()["status"] == "ok"
+    assert httpx.get(server.url + "/openapi.json").json()["paths"]["/get_reward"]
+
+
+def test_concurrent_requests_are_batched(server):
+    def one(i):
+        httpx.post(server.url + "/score", json={"items": [{"prompt": "q", "response": f"w{i}"}]}, timeout=10)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(server.calls) == 16 and max(server.calls) > 1
+
+
+@pytest.mark.parametrize("body,status,needle", [
+    ({"query": "not a list"}, 422, "query"),
+    ({"prompts": ["x"]}, 422, "query"),
+    ({"query": ["a"], "prompts": ["a", "b"]}, 400, "prompts has 2 items"),
+    ({"query": ["x" * 500], "prompts": ["x"]}, 413, "limit"),
+    ({"query": ["q r"] * 9, "prompts": ["q"] * 9}, 413, "limit is 8"),
+    ({"query": ["abc"], "prompts": ["zzz"]}, 422, "cannot split"),
+    ({"query": ["q r"], "prompts": ["q"], "principles": [[]]}, 400, "principles"),
+    ({"query": ["q r"], "prompts": ["q"], "principles": [["a"], ["b"]]}, 400, "2 lists for 1"),
+    ({"query": [], "prompts": []}, 400, "no samples"),
+    ({"query": ["{{x}} {% raw %} r"], "prompts": ["{{x}}"]}, 200, "rewards"),
+])
+def test_bad_requests_get_4xx_json(server, body, status, needle):
+    r = httpx.post(server.url + "/get_reward", json=body, timeout=10)
+    assert r.status_code == status, r.text
+    assert needle in r.text
+
+
+def test_invalid_json_and_utf8(server):
+    for raw in (b"{not json", b'{"query": ["\xff"]}'):
+        r = httpx.post(server.url + "/get_reward", content=raw, headers={"content-type": "application/json"})
+        assert 400 <= r.status_code < 500 and r.json()
+
+
+def test_token_required(markers):
+    app = create_app(fake_scorer([]), ServeConfig(), markers[0], ["p"], token="s3cret")
+    s = Server(app)
+    try:
+        body = {"query": ["q r"], "prompts": ["q"]}
+        assert httpx.post(s.url + "/get_reward", json=body).status_code == 401
+        bad = httpx.post(s.url + "/get_reward", json=body, headers={"Authorization": "Bearer nope"})
+        assert bad.status_code == 401
+        ok = httpx.post(s.url + "/get_reward", json=body, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+        assert httpx.get(s.url + "/health").status_code == 200
+    finally:
+        s.stop()
+
+
+def test_defaults_bind_localhost_and_port_in_use_is_an_error(tmp_path):
+    from salmon.errors import SalmonError
+    from salmon.serve import read_token, serve
+
+    assert ServeConfig().host == "127.0.0.1"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(SalmonError, match="cannot bind"):
+            serve(ServeConfig(rm=str(tmp_path), port=port))
+    (tmp_path / "t").write_text("  \n")
+    with pytest.raises(SalmonError, match="empty"):
+        read_token(str(tmp_path / "t"))
