@@ -140,10 +140,26 @@ def is_peft_adapter(path: Path) -> bool:
     return (path / "adapter_config.json").exists()
 
 
+def tiny_model_dir() -> Path:
+    """`--model tiny`: a cached 2-layer random Llama (for smoke runs; quality is not the point)."""
+    target = cache_dir() / "models" / "tiny-random-llama"
+    if not (target / "config.json").exists():
+        tmp = target.with_name(f".{target.name}.tmp.{os.getpid()}")
+        build_tiny_model(tmp, seed=0)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
 def resolve_model(spec: str | None) -> str:
-    """`default` -> the prepared embedded folder; a local folder -> itself; else a hub id."""
+    """`default` -> the prepared embedded folder; `tiny` -> a cached tiny random model;
+    a local folder -> itself; else a hub id."""
     if spec in DEFAULT_NAMES:
         return str(prepare_default_model())
+    if spec == "tiny" and not Path(spec).exists():
+        return str(tiny_model_dir())
     p = Path(spec).expanduser()
     if p.exists():
         if not p.is_dir():
@@ -253,6 +269,7 @@ def build_tiny_model(out: str | Path, seed: int = 0, layers: int = 2, hidden: in
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+    quiet_transformers()
     tok = AutoTokenizer.from_pretrained(builtin_tokenizer_dir())
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
                       num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
