@@ -155,9 +155,12 @@ def _rm_metrics(cfg: EvalConfig, out: Path) -> dict[str, float]:
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Numbers under dotted keys; per-principle breakdowns stay in each rm_* folder."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
+        if k == "by_principle":
+            continue
         if isinstance(v, dict):
             out.update(_flatten(v, key + "."))
         elif isinstance(v, (int, float, bool)) or v is None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from salmon.config import dump_yaml, from_dict, load_config, opt, read_yaml, to_dict
+from salmon.config import check_resume, dump_yaml, from_dict, load_config, opt, read_yaml, to_dict
 from salmon.errors import SalmonError
 from salmon.jsonl import atomic_write_text
 from salmon.manifest import input_digest, read_manifest
@@ -60,7 +60,7 @@ def _wiring(run: RunConfig, d: Path) -> dict[str, dict[str, Any]]:
                   "principles": run.judge_principles, "out": str(d / "judge" / "judgments.jsonl")},
         "aggregate": {"pairs": str(d / "pairs" / "pairs.jsonl"), "judgments": str(d / "judge" / "judgments.jsonl"),
                       "principles": run.judge_principles, "out": str(d / "aggregate"), "seed": run.seed},
-        "train_rm": {"model": policy, "data": str(d / "aggregate"), "out": str(d / "train_rm"), "seed": run.seed},
+        "train_rm": {"model": run.model, "data": str(d / "aggregate"), "out": str(d / "train_rm"), "seed": run.seed},
         "rl": {"policy": policy, "rm": str(d / "train_rm"), "prompts": run.prompts,
                "principles": run.rl_principles, "out": str(d / "rl"), "seed": run.seed},
         "evaluate": {"policy_before": policy, "policy_after": str(d / "rl"), "rm": str(d / "train_rm"),
@@ -170,6 +170,9 @@ def _run_stage(stage: str, cfg: Any, inputs: list[str], stage_dir: Path) -> None
             return
         info(f"[{stage}] inputs or settings changed since it ran; redoing it")
         _move_aside(stage_dir)
+    if _settings_changed(cfg, stage_dir):
+        info(f"[{stage}] settings changed since it was interrupted; starting it afresh")
+        _move_aside(stage_dir)
     stage_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = stage_dir / "stage.yaml"
     atomic_write_text(cfg_path, dump_yaml(to_dict(cfg)))
@@ -179,6 +182,16 @@ def _run_stage(stage: str, cfg: Any, inputs: list[str], stage_dir: Path) -> None
     if proc.returncode != 0:
         raise SalmonError(f"stage '{stage}' failed (exit {proc.returncode}); fix the cause and rerun "
                           f"the same command to resume")
+
+
+def _settings_changed(cfg: Any, stage_dir: Path) -> bool:
+    """True when an unfinished stage folder holds a resolved config that differs from `cfg`."""
+    for saved in stage_dir.glob("*config.yaml"):
+        try:
+            check_resume(cfg, saved)
+        except SalmonError:
+            return True
+    return False
 
 
 def run_command(config: str | None, out: str | None, from_stage: str | None) -> Path:
