@@ -50,3 +50,16 @@ def shared_data(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"shared data not present: {p}")
     return p
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """One uninterrupted `salmon run` of configs/smoke.yaml (tiny random model, every stage)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    proc = subprocess.run([sys.executable, "-m", "salmon.cli", "run", "--config", str(REPO / "configs/smoke.yaml"),
+                           "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out

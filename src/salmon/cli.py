@@ -6,21 +6,55 @@ holds no logic of its own.
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from salmon import __version__
+from salmon.aggregate import AggregateConfig, aggregate
 from salmon.cli_build import DEBUG, run_guarded, stage_command
+from salmon.devsets import DevsetHarmConfig, devset_harm
+from salmon.evaluate import EvalConfig, evaluate
 from salmon.generate import GenerateConfig, generate
+from salmon.judge import JudgeConfig, judge
+from salmon.judge_bench import BenchJudgeConfig, bench_judge
+from salmon.judge_eval import EvalJudgeConfig, eval_judge
 from salmon.pairs import PairsConfig, make_pairs
+from salmon.report import ReportConfig, report
+from salmon.reward.evaluate import EvalRMConfig, eval_rm
+from salmon.reward.score import ScoreConfig, score
+from salmon.reward.train import TrainRMConfig, train_rm
+from salmon.rl.bench import MemoryBenchConfig, SteerBenchConfig, rl_memory, steer
+from salmon.rl.ppo import RLConfig, rl
+from salmon.self_align import SelfAlignConfig, self_align
+from salmon.serve import ServeConfig, serve
+from salmon.sft import SFTConfig, sft
 
 # name -> (config class, stage function, positional fields)
 STAGES: dict[str, tuple[type, object, tuple[str, ...]]] = {
     "generate": (GenerateConfig, generate, ()),
     "pairs": (PairsConfig, make_pairs, ("responses",)),
+    "judge": (JudgeConfig, judge, ()),
+    "eval-judge": (EvalJudgeConfig, eval_judge, ()),
+    "devset-harm": (DevsetHarmConfig, devset_harm, ()),
+    "self-align": (SelfAlignConfig, self_align, ()),
+    "sft": (SFTConfig, sft, ()),
+    "aggregate": (AggregateConfig, aggregate, ()),
+    "eval": (EvalConfig, evaluate, ()),
+    "report": (ReportConfig, report, ()),
+    "serve": (ServeConfig, serve, ()),
+    "train-rm": (TrainRMConfig, train_rm, ()),
+    "score": (ScoreConfig, score, ()),
+    "eval-rm": (EvalRMConfig, eval_rm, ()),
+    "rl": (RLConfig, rl, ()),
 }
 
 # `salmon bench NAME`: name -> (config class, function printing/returning its JSON)
-BENCHES: dict[str, tuple[type, object, tuple[str, ...]]] = {}
+BENCHES: dict[str, tuple[type, object, tuple[str, ...]]] = {
+    "judge": (BenchJudgeConfig, bench_judge, ()),
+    "steer": (SteerBenchConfig, steer, ()),
+    "rl-memory": (MemoryBenchConfig, rl_memory, ()),
+}
 
 app = typer.Typer(help="SALMON: align a language model with written principles and an instructable reward model.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -41,10 +75,21 @@ for _name, (_cls, _fn, _pos) in BENCHES.items():
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for every command"),
           version: bool = typer.Option(False, "--version", help="Print the version and exit")) -> None:
-    DEBUG["on"] = DEBUG["on"] or debug
+    DEBUG["on"] = debug or bool(os.environ.get("SALMON_DEBUG"))
     if version:
         print(__version__)
         raise typer.Exit()
+
+
+@app.command("run")
+def _run(config: str = typer.Option(None, "--config", help="Run YAML (default: configs/default.yaml settings in code)"),
+         out: str = typer.Option(None, "--out", help="Run folder [default: runs/default]"),
+         from_stage: str = typer.Option(None, "--from", help="Redo this stage and all later ones"),
+         debug: bool = typer.Option(False, "--debug", help="Show tracebacks")) -> None:
+    """The whole method: [self-align, sft] generate, pairs, judge, aggregate, train-rm, rl, eval, report."""
+    from salmon.pipeline import run_pipeline
+
+    print(run_guarded(lambda: run_pipeline(config, out, from_stage), debug))
 
 
 @model_app.command("prepare")
@@ -73,6 +118,11 @@ def _principles_show(file: str = typer.Argument(..., help="Principle YAML file o
 
 
 def main() -> None:
+    import warnings
+
+    # Library deprecation chatter is not for users of the CLI; tracebacks via --debug.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     app()
 
 

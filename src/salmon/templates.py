@@ -10,7 +10,7 @@ Chat-template special tokens inside user text (e.g. `<|im_end|>`) are broken up 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 from salmon.errors import SalmonError
@@ -18,7 +18,7 @@ from salmon.errors import SalmonError
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_template(name: str) -> str:
     """Read `salmon/prompts/<name>.txt`."""
     try:

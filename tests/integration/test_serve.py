@@ -41,9 +41,9 @@ class Server:
 
 @pytest.fixture(scope="module")
 def markers():
-    from salmon.models import build_tiny_model, load_tokenizer
-
     import tempfile
+
+    from salmon.models import build_tiny_model, load_tokenizer
 
     with tempfile.TemporaryDirectory() as d:
         tok = load_tokenizer(str(build_tiny_model(d)))

@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 
 from salmon.errors import SalmonError
-from salmon.principles import (Principle, builtin_names, derive_negation, load_principles,
-                               principle_from_text, sample_principles)
+from salmon.principles import (
+    Principle,
+    builtin_names,
+    derive_negation,
+    load_principles,
+    principle_from_text,
+    sample_principles,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 

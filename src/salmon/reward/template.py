@@ -47,7 +47,7 @@ def split_rm_input(tokenizer, prompt: str, response: str, principles: list[str])
     the whole), the prefix is empty and the suffix holds everything; sharing is then off.
     """
     exchange = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
-    ask = {"role": "user", "content": render(load_template(TEMPLATE),
+    ask = {"role": "user", "content": render(load_template(TEMPLATE).strip(),
                                               principles=bullet_list(normalize_principles(principles)))}
     prefix = render_chat(tokenizer, exchange, add_generation_prompt=False)
     whole = render_chat(tokenizer, [*exchange, ask], add_generation_prompt=True)

@@ -1,0 +1,1 @@
+"""Stage 4: RL against the instructable reward model (PPO, GRPO, RLOO)."""
