@@ -32,21 +32,21 @@ from salmon.sft import SFTConfig, sft
 
 # name -> (config class, stage function, positional fields)
 STAGES: dict[str, tuple[type, object, tuple[str, ...]]] = {
+    "self-align": (SelfAlignConfig, self_align, ()),
+    "sft": (SFTConfig, sft, ()),
     "generate": (GenerateConfig, generate, ()),
     "pairs": (PairsConfig, make_pairs, ("responses",)),
     "judge": (JudgeConfig, judge, ()),
     "eval-judge": (EvalJudgeConfig, eval_judge, ()),
     "devset-harm": (DevsetHarmConfig, devset_harm, ()),
-    "self-align": (SelfAlignConfig, self_align, ()),
-    "sft": (SFTConfig, sft, ()),
     "aggregate": (AggregateConfig, aggregate, ()),
-    "eval": (EvalConfig, evaluate, ()),
-    "report": (ReportConfig, report, ()),
-    "serve": (ServeConfig, serve, ()),
     "train-rm": (TrainRMConfig, train_rm, ()),
     "score": (ScoreConfig, score, ()),
     "eval-rm": (EvalRMConfig, eval_rm, ()),
     "rl": (RLConfig, rl, ()),
+    "eval": (EvalConfig, evaluate, ()),
+    "report": (ReportConfig, report, ()),
+    "serve": (ServeConfig, serve, ()),
 }
 
 # `salmon bench NAME`: name -> (config class, function printing/returning its JSON)

@@ -141,9 +141,9 @@ def _rm_metrics(cfg: EvalConfig, out: Path) -> dict[str, float]:
 
     sets = {s: labeled_path(s) for s in cfg.labeled}
     if cfg.harm_dir:
-        from salmon.judge_eval import HarmPairsConfig, build_harm_pairs
+        from salmon.devsets import DevsetHarmConfig, devset_harm
 
-        sets["harm"] = build_harm_pairs(HarmPairsConfig(src=cfg.harm_dir, out=str(out / "harm_pairs.jsonl")))
+        sets["harm"] = devset_harm(DevsetHarmConfig(src=cfg.harm_dir, out=str(out / "harm_pairs.jsonl")))
     metrics: dict[str, float] = {}
     for name, path in sets.items():
         res_dir = eval_rm(EvalRMConfig(rm=cfg.rm, labeled=str(path), out=str(out / f"rm_{name}"),

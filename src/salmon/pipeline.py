@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
-import os
 import signal
 import subprocess
 import sys
@@ -70,9 +69,13 @@ def _wiring(run: RunConfig, d: Path) -> dict[str, dict[str, Any]]:
 
 
 def _inputs(stage: str, wiring: dict[str, Any]) -> list[str]:
+    """What a stage reads; a change in any of them makes its manifest stale."""
     keys = ("model", "data", "responses", "pairs", "judgments", "policy", "rm", "policy_before",
             "policy_after", "prompts", "principles")
-    return [str(wiring[k]) for k in keys if k in wiring]
+    found = [str(wiring[k]) for k in keys if k in wiring]
+    if stage == "report":  # the report reads the other stages' folders
+        found += [str(Path(wiring["run_dir"]) / s) for s in ("aggregate", "train_rm", "rl", "evaluate")]
+    return found
 
 
 def stage_command_name(stage: str) -> str:
@@ -126,9 +129,21 @@ def _move_aside(path: Path) -> None:
     info(f"moved {path} aside to {path.name}.old-{n}")
 
 
-def run_pipeline(config: str | None = None, out: str | None = None, from_stage: str | None = None,
-                 overrides: dict[str, Any] | None = None) -> Path:
-    sections = (read_yaml(config) or {}) if config else {}
+def default_config_path() -> Path:
+    """The packaged default run config (configs/default.yaml in the repository links to it)."""
+    from importlib import resources
+
+    return Path(str(resources.files("salmon").joinpath("data/configs/default.yaml")))
+
+
+def plan(config: str | None = None, out: str | None = None, from_stage: str | None = None,
+         overrides: dict[str, Any] | None = None) -> tuple[RunConfig, dict[str, Any], dict[str, Any]]:
+    """Validate a run config and resolve every stage's config, before any work starts.
+
+    Returns (run config, the YAML sections, {stage: stage config}) for the stages that will run.
+    """
+    config = config or str(default_config_path())
+    sections = read_yaml(config) or {}
     if not isinstance(sections, dict):
         raise SalmonError(f"{config}: expected a mapping with a 'run' section and stage sections")
     unknown = sorted(set(sections) - set(STAGE_ORDER) - {"run"})
@@ -137,19 +152,30 @@ def run_pipeline(config: str | None = None, out: str | None = None, from_stage: 
     run = load_config(RunConfig, config, {**(overrides or {}), "out": out}, section="run")
     if from_stage is not None and from_stage.replace("-", "_") not in STAGE_ORDER:
         raise SalmonError(f"--from {from_stage}: unknown stage (stages: {', '.join(STAGE_ORDER)})")
+    wiring = _wiring(run, Path(run.out))
+    configs = {}
+    for s in STAGE_ORDER:
+        if s in OPTIONAL and not run.self_align:
+            continue
+        section = sections.get(s) or {}
+        if not isinstance(section, dict):
+            raise SalmonError(f"{config}: section '{s}' must be a mapping of settings")
+        configs[s] = stage_config(s, wiring[s], section, f"{config}: {s}", run.progress)
+    return run, sections, configs
+
+
+def run_pipeline(config: str | None = None, out: str | None = None, from_stage: str | None = None,
+                 overrides: dict[str, Any] | None = None) -> Path:
+    run, sections, configs = plan(config, out, from_stage, overrides)
     d = Path(run.out)
+    wiring = _wiring(run, d)
+    stages = list(configs)
     lock = _lock(d)
     try:
         atomic_write_text(d / "run.yaml", dump_yaml({"run": to_dict(run), **{k: v for k, v in sections.items() if k != "run"}}))
-        wiring = _wiring(run, d)
-        stages = [s for s in STAGE_ORDER if run.self_align or s not in OPTIONAL]
-        configs = {}
-        for s in stages:  # validate every section before any work starts
-            section = sections.get(s) or {}
-            if not isinstance(section, dict):
-                raise SalmonError(f"{config}: section '{s}' must be a mapping of settings")
-            configs[s] = stage_config(s, wiring[s], section, f"{config or 'defaults'}: {s}", run.progress)
         if from_stage:
+            if from_stage.replace("-", "_") not in stages:
+                raise SalmonError(f"--from {from_stage}: that stage is not part of this run")
             start = stages.index(from_stage.replace("-", "_"))
             for s in reversed(stages[start:]):
                 _move_aside(d / s)
@@ -192,12 +218,3 @@ def _settings_changed(cfg: Any, stage_dir: Path) -> bool:
         except SalmonError:
             return True
     return False
-
-
-def run_command(config: str | None, out: str | None, from_stage: str | None) -> Path:
-    return run_pipeline(config, out, from_stage)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    print(run_pipeline(*(sys.argv[1:2] or [None])))
-    os._exit(0)
