@@ -47,10 +47,12 @@ def _digest_path(spec: str) -> str:
     return hashlib.sha256(str(sorted(x.name for x in p.iterdir())).encode()).hexdigest()
 
 
-def input_digest(inputs: list[str], settings: dict[str, Any]) -> str:
+def input_digest(inputs: list[str], settings: dict[str, Any], run_dir: str | None = None) -> str:
+    """Digest of what a stage reads (contents) and its settings. Paths under `run_dir` are
+    named relative to it, so a run folder that was moved or copied still matches."""
     h = hashlib.sha256()
     for spec in inputs:
-        h.update(spec.encode())
+        h.update((spec.replace(run_dir, "<run>") if run_dir else spec).encode())
         h.update(_digest_path(spec).encode())
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return h.hexdigest()

@@ -180,15 +180,18 @@ def run_pipeline(config: str | None = None, out: str | None = None, from_stage: 
             for s in reversed(stages[start:]):
                 _move_aside(d / s)
         for s in stages:
-            _run_stage(s, configs[s], _inputs(s, wiring[s]), d / s)
+            _run_stage(s, configs[s], _inputs(s, wiring[s]), d)
     finally:
         lock.close()
     info(f"run complete: {d}")
     return d
 
 
-def _run_stage(stage: str, cfg: Any, inputs: list[str], stage_dir: Path) -> None:
-    digest = input_digest(inputs, to_dict(cfg))
+def _run_stage(stage: str, cfg: Any, inputs: list[str], run_dir: Path) -> None:
+    stage_dir = run_dir / stage
+    # Paths inside the run folder are hashed relative to it, so a moved run still resumes.
+    settings = {k: v.replace(str(run_dir), "<run>") if isinstance(v, str) else v for k, v in to_dict(cfg).items()}
+    digest = input_digest(inputs, settings, str(run_dir))
     manifest = read_manifest(stage_dir)
     if manifest is not None:
         if manifest.get("input_digest") == digest:
