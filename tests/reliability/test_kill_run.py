@@ -11,7 +11,8 @@ from tests.reliability.conftest import salmon_cmd
 def test_run_survives_kill_9(smoke_run, tmp_path, killer):
     out = tmp_path / "run"
     cmd = salmon_cmd("run", "--config", REPO / "configs/smoke.yaml", "--out", out)
-    assert killer(cmd, out / "judge" / "judgments.jsonl.partial", min_lines=1, timeout=900)
+    # A single-process judge appends to <out>.rank0.partial (one file per process under accelerate).
+    assert killer(cmd, out / "judge" / "judgments.jsonl.rank0.partial", min_lines=1, timeout=900)
     assert not (out / "judge" / "manifest.json").exists()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
