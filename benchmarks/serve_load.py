@@ -2,11 +2,13 @@
 
     python benchmarks/serve_load.py [--rm runs/default/train_rm] [--clients 32] [--requests 1000]
 
-Runs the same load twice in one process, side by side: dynamic batching (up to
---max-batch items per forward) and one-at-a-time (--max-batch 1). Prints one JSON object
-with throughput, p50 / p99 latency and error count for each, and the throughput ratio.
-Without --rm it builds an untrained reward model on a tiny random base (the ratio, not
-the absolute speed, is the point there). Only 127.0.0.1 is contacted.
+Starts `salmon serve` twice as a separate process (so the clients in this process do not
+compete with the server for Python's GIL) and sends the same load to each, side by side:
+dynamic batching (up to --max-batch items per forward) and one-at-a-time (--max-batch 1).
+Prints one JSON object with throughput, p50 / p99 latency and error count for each, and
+the throughput ratio. Without --rm it serves an untrained reward model on --base (the
+embedded model by default: the size the server really runs; `tiny` for a quick check).
+Only 127.0.0.1 is contacted.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -25,31 +29,43 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 
-def tiny_rm(folder: Path) -> Path:
+def untrained_rm(base: str, folder: Path) -> Path:
     from salmon.models import build_tiny_model, load_tokenizer
     from salmon.reward import InstructableRewardModel
     from salmon.reward.train import TrainRMConfig, build_rm_model
 
-    base = build_tiny_model(folder / "base")
-    tok = load_tokenizer(str(base))
-    model = build_rm_model(TrainRMConfig(model=str(base)), tok)
-    meta = {"base_model": str(base), "template": "rm", "max_length": 256, "reward_mean": 0.0, "reward_std": 1.0}
+    base = str(build_tiny_model(folder / "base")) if base == "tiny" else base
+    tok = load_tokenizer(base)
+    model = build_rm_model(TrainRMConfig(model=base), tok)
+    meta = {"base_model": base, "template": "rm", "max_length": 256, "reward_mean": 0.0, "reward_std": 1.0}
     return InstructableRewardModel(model, tok, meta).save(folder / "rm")
 
 
-def start_server(rm, max_batch: int):
-    import uvicorn
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
-    from salmon.serve import ChatMarkers, ServeConfig, create_app
 
-    cfg = ServeConfig(max_batch_size=max_batch, batch_wait_ms=5 if max_batch > 1 else 0)
-    app = create_app(rm.score, cfg, ChatMarkers.from_tokenizer(rm.tokenizer), ["The response is helpful."])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    return server, thread, server.servers[0].sockets[0].getsockname()[1]
+def start_server(rm: Path, max_batch: int, wait_ms: float) -> tuple[subprocess.Popen, int]:
+    import httpx
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "salmon.cli", "serve", "--rm", str(rm), "--port", str(port),
+           "--max-batch-size", str(max_batch), "--batch-wait-ms", str(wait_ms if max_batch > 1 else 0)]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"salmon serve exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc, port
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("salmon serve did not come up in 300 s")
 
 
 async def load(port: int, clients: int, requests: int) -> dict:
@@ -85,23 +101,24 @@ async def load(port: int, clients: int, requests: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rm", help="reward model folder (default: an untrained tiny one)")
+    ap.add_argument("--rm", help="reward model folder (default: an untrained one on --base)")
+    ap.add_argument("--base", default="default", help="base model for the untrained RM: default (embedded) or tiny")
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--max-batch", type=int, default=16)
+    ap.add_argument("--batch-wait-ms", type=float, default=5.0)
     args = ap.parse_args()
-    from salmon.reward import InstructableRewardModel
 
     with tempfile.TemporaryDirectory() as tmp:
-        rm = InstructableRewardModel.load(args.rm or tiny_rm(Path(tmp)))
-        result = {"clients": args.clients, "rm": args.rm or "tiny random"}
+        rm = Path(args.rm) if args.rm else untrained_rm(args.base, Path(tmp))
+        result = {"clients": args.clients, "rm": args.rm or f"untrained on {args.base}"}
         for name, batch in (("dynamic_batching", args.max_batch), ("one_at_a_time", 1)):
-            server, thread, port = start_server(rm, batch)
+            proc, port = start_server(rm, batch, args.batch_wait_ms)
             try:
                 result[name] = asyncio.run(load(port, args.clients, args.requests))
             finally:
-                server.should_exit = True
-                thread.join(10)
+                proc.terminate()
+                proc.wait(30)
         result["throughput_ratio"] = round(result["dynamic_batching"]["throughput_rps"]
                                            / result["one_at_a_time"]["throughput_rps"], 2)
     print(json.dumps(result, indent=2))

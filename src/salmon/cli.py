@@ -12,7 +12,7 @@ import typer
 
 from salmon import __version__
 from salmon.aggregate import AggregateConfig, aggregate
-from salmon.cli_build import DEBUG, run_guarded, stage_command
+from salmon.cli_build import DEBUG, quiet_library_warnings, run_guarded, stage_command
 from salmon.devsets import DevsetHarmConfig, devset_harm
 from salmon.evaluate import EvalConfig, evaluate
 from salmon.generate import GenerateConfig, generate
@@ -118,11 +118,7 @@ def _principles_show(file: str = typer.Argument(..., help="Principle YAML file o
 
 
 def main() -> None:
-    import warnings
-
-    # Library deprecation chatter is not for users of the CLI; tracebacks via --debug.
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    quiet_library_warnings()
     app()
 
 

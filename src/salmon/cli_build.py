@@ -23,6 +23,14 @@ from salmon.errors import SalmonError
 DEBUG = {"on": bool(os.environ.get("SALMON_DEBUG"))}
 
 
+def quiet_library_warnings() -> None:
+    """Library deprecation chatter is not for users of the CLI (tracebacks via --debug)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
 def run_guarded(fn: Callable[[], Any], debug: bool = False) -> Any:
     """Run `fn`; user errors -> one line on stderr and exit 2, other failures exit 1."""
     debug = debug or DEBUG["on"]

@@ -74,6 +74,27 @@ def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(dumps(r) + "\n" for r in records))
 
 
+def recover_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The records of an append-only JSONL file that a killed process may have left, with
+    the file cut back to its last complete record (a torn or malformed tail is dropped)."""
+    raw = Path(path).read_bytes()
+    lines = raw.split(b"\n")
+    # Everything after the last newline is a torn write from a killed process.
+    complete, torn = lines[:-1], lines[-1]
+    records = []
+    good_bytes = 0
+    for line in complete:
+        try:
+            records.append(json.loads(line))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            break
+        good_bytes += len(line) + 1
+    if torn or good_bytes != len(raw):
+        with open(path, "r+b") as fh:
+            fh.truncate(good_bytes)
+    return records
+
+
 class ResumableJsonlWriter:
     """Append-only JSONL output that survives crashes.
 
@@ -92,24 +113,7 @@ class ResumableJsonlWriter:
         self._fh = open(self.partial, "a", encoding="utf-8")
 
     def _recover(self) -> list[dict[str, Any]]:
-        if not self.partial.exists():
-            return []
-        raw = self.partial.read_bytes()
-        lines = raw.split(b"\n")
-        # Everything after the last newline is a torn write from a killed process.
-        complete, torn = lines[:-1], lines[-1]
-        records = []
-        good_bytes = 0
-        for line in complete:
-            try:
-                records.append(json.loads(line))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                break
-            good_bytes += len(line) + 1
-        if torn or good_bytes != len(raw):
-            with open(self.partial, "r+b") as fh:
-                fh.truncate(good_bytes)
-        return records
+        return recover_jsonl(self.partial) if self.partial.exists() else []
 
     def write(self, records: list[dict[str, Any]]) -> None:
         text = "".join(dumps(r) + "\n" for r in records)

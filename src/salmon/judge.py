@@ -33,7 +33,7 @@ from typing import Any
 from salmon.config import opt
 from salmon.errors import SalmonError
 from salmon.jsonl import ResumableJsonlWriter, iter_jsonl, write_jsonl
-from salmon.judge_core import DEFAULT_VARIANT
+from salmon.judge_core import DEFAULT_VARIANT, VARIANT_HELP
 from salmon.principles import Principle, load_principles, parse_principle
 from salmon.progress import info, progress_bar
 from salmon.stage import StageFiles
@@ -45,7 +45,7 @@ class JudgeConfig:
     pairs: str = opt("pairs.jsonl", "Pairs JSONL ({id?, prompt, response_a, response_b, principles?}), e.g. from `salmon pairs`")
     principles: str = opt("judge", "Principle file or built-in name; a pair's own 'principles' list replaces it")
     out: str = opt("judgments.jsonl", "Output JSONL, one record per (pair, principle)")
-    variant: str = opt(DEFAULT_VARIANT, "Judge prompt variant (prompts/judge_<variant>.txt): parens, letters, numbers, terse")
+    variant: str = opt(DEFAULT_VARIANT, VARIANT_HELP)
     prefix_cache: bool = opt(True, "Share each (pair, order) prefix's KV cache across principles; "
                                    "--no-prefix-cache runs the full prompt per principle (reference)")
     batch_pairs: int = opt(4, "Pairs per forward batch (each gives 2 prefixes, one per order)")
@@ -231,9 +231,10 @@ def plan_judging(cfg: JudgeConfig) -> JudgePlan:
 def judge_shard(cfg: JudgeConfig, plan: JudgePlan, out: Path, rank: int, world: int, device: str) -> None:
     """Judge this process's batches that are not done yet, appending each batch to
     `<out>.rank<rank>.partial`."""
-    from salmon.judge_core import score_pairs
+    from salmon.judge_core import keep_freed_memory, score_pairs
     from salmon.models import load_causal_lm
 
+    keep_freed_memory()
     writer = ResumableJsonlWriter(out.with_name(f"{out.name}.rank{rank}"), record_key)
     done = set(writer.done)
     for path in rank_files(out):  # work finished under another number of processes

@@ -31,7 +31,7 @@ from typing import Any
 
 from salmon.config import opt
 from salmon.errors import SalmonError
-from salmon.judge_core import DEFAULT_VARIANT
+from salmon.judge_core import DEFAULT_VARIANT, VARIANT_HELP
 from salmon.principles import load_principles
 
 TARGETS = {"speedup": 5.0, "max_abs_score_diff": 1e-3, "fraction_of_peak": 0.7}
@@ -42,7 +42,7 @@ class BenchJudgeConfig:
     model: str = opt("default", "Judge model: 'default' (embedded SmolLM2-135M-Instruct) or a local folder")
     pairs: int = opt(16, "Number of pairs")
     principles: int = opt(8, "Principles per pair (from the built-in judge, heldout and rl collections)")
-    variant: str = opt(DEFAULT_VARIANT, "Judge prompt variant (prompts/judge_<variant>.txt): parens, letters, numbers, terse")
+    variant: str = opt(DEFAULT_VARIANT, VARIANT_HELP)
     batch_pairs: int = opt(4, "Pairs per forward batch (same in both modes)")
     response_tokens: int = opt(128, "Extend dev responses to this many tokens (0: keep them as they are)")
     pairs_file: str | None = opt(None, "Judge the first --pairs pairs of this pairs JSONL instead")
@@ -167,11 +167,13 @@ def measure_judge_speed(cfg: BenchJudgeConfig) -> dict[str, Any]:
     from salmon.judge_core import (
         build_prompt_ids,
         choice_token_ids,
+        keep_freed_memory,
         load_judge_template,
         score_pairs,
     )
     from salmon.models import load_causal_lm, load_tokenizer
 
+    keep_freed_memory()
     tok = load_tokenizer(cfg.model)
     template = load_judge_template(cfg.variant)
     choices = choice_token_ids(tok, template, cfg.model)

@@ -30,6 +30,7 @@ from salmon.templates import load_template, neutralize_special_tokens, render
 
 # The variant with the best accuracy on the development sets (see README, "The self-judge").
 DEFAULT_VARIANT = "parens"
+VARIANT_HELP = "Judge prompt variant (prompts/judge_<variant>.txt): parens, terse, parens_bare, letters, numbers"
 SECTION = re.compile(r"^\[(system|user|prefill|choices)\]\s*$", re.MULTILINE)
 SENTINEL = "\u27e6PRINCIPLE\u27e7"
 TRUNCATION_MARK = " [...]"
@@ -161,6 +162,27 @@ def truncate_text(tokenizer, text: str, max_tokens: int) -> tuple[str, bool]:
 
 
 # ---------------------------------------------------------------- scoring
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc keep freed memory for reuse instead of returning it to the system.
+
+    A forward pass allocates and frees many tensors of a few MB; by default glibc serves
+    the larger ones with fresh mmap'd pages and trims the heap after frees, so every
+    batch pays page faults on first touch. On the 2-core development VM this made the
+    judge 3-4x slower than its matmuls allow. Keeping blocks up to 32 MB on the heap and
+    not trimming below 1 GB removes that cost. Process-wide, called by the judge's stage
+    functions (never at import); a no-op where glibc's `mallopt` is unavailable.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+    except (OSError, AttributeError):
+        return False
 
 
 def _left_pad(rows: list[list[int]], pad_id: int):

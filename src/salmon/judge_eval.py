@@ -37,7 +37,7 @@ from salmon.config import opt
 from salmon.devsets import builtin_dev_path
 from salmon.errors import SalmonError
 from salmon.jsonl import atomic_write_text, iter_jsonl, write_jsonl
-from salmon.judge_core import DEFAULT_VARIANT
+from salmon.judge_core import DEFAULT_VARIANT, VARIANT_HELP
 from salmon.principles import Principle, parse_principle
 from salmon.progress import info, progress_bar
 
@@ -47,7 +47,7 @@ class EvalJudgeConfig:
     model: str = opt("default", "Judge model: 'default' (embedded SmolLM2-135M-Instruct), a local folder or a hub id")
     labeled: str = opt("dev", "Labelled pairs JSONL, or 'dev' for the built-in development set")
     out: str = opt("judge_eval.json", "Metrics JSON (per-pair scores go to <out>.rows.jsonl)")
-    variant: str = opt(DEFAULT_VARIANT, "Judge prompt variant (prompts/judge_<variant>.txt): parens, letters, numbers, terse")
+    variant: str = opt(DEFAULT_VARIANT, VARIANT_HELP)
     batch_pairs: int = opt(4, "Pairs per forward batch")
     max_response_tokens: int = opt(384, "Responses longer than this are cut to this many tokens")
     max_prompt_tokens: int = opt(256, "Requests longer than this are cut to this many tokens")
@@ -133,8 +133,16 @@ def judge_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def score_labeled(cfg: EvalJudgeConfig, pairs: list[Labeled]) -> list[dict[str, Any]]:
     """Judge every labelled pair in both orders under its definition and its negation."""
-    from salmon.judge_core import choice_token_ids, load_judge_template, score_pairs, truncate_text
+    from salmon.judge_core import (
+        choice_token_ids,
+        keep_freed_memory,
+        load_judge_template,
+        score_pairs,
+        truncate_text,
+    )
     from salmon.models import load_causal_lm, load_tokenizer
+
+    keep_freed_memory()
 
     template = load_judge_template(cfg.variant)
     tok = load_tokenizer(cfg.model, cfg.trust_remote_code)

@@ -97,6 +97,8 @@ def _table(rows: list[tuple[str, Any]]) -> tuple[str, str]:
 
 
 def _fmt(v: Any) -> str:
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items())
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 

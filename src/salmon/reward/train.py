@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -359,10 +360,9 @@ def run_phase(model, tokenizer, train_ds, eval_ds, out_dir: Path, cfg: TrainRMCo
 
     `units` (from `twin_units`, indices into `train_ds`) keeps twins in one batch when
     `cfg.pair_batches` is on."""
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import RewardConfig
 
-    last = get_last_checkpoint(str(out_dir)) if out_dir.exists() else None
+    last = last_complete_checkpoint(out_dir)
     if last and not cfg.resume:
         raise SalmonError(f"--out {out_dir}: has checkpoints; drop --no-resume to continue, or choose another --out")
     if last:
@@ -394,6 +394,28 @@ def run_phase(model, tokenizer, train_ds, eval_ds, out_dir: Path, cfg: TrainRMCo
     if ev:
         metrics.update(heldout_accuracy=ev.get("eval_accuracy"), heldout_loss=ev.get("eval_loss"))
     return metrics
+
+
+def last_complete_checkpoint(out_dir: Path) -> str | None:
+    """The newest `out_dir/checkpoint-N` the trainer finished writing, or None.
+
+    The trainer writes a checkpoint folder in place, `trainer_state.json` last, so a kill
+    during a save leaves a newest folder without it (or with half of it) that resuming
+    would choke on. Such folders are skipped, and the main process removes them (the
+    rerun writes that step again)."""
+    found = []
+    for p in out_dir.glob("checkpoint-*") if out_dir.is_dir() else []:
+        if p.is_dir() and p.name.split("-", 1)[1].isdigit():
+            found.append((int(p.name.split("-", 1)[1]), p))
+    for _, p in sorted(found, reverse=True):
+        try:
+            json.loads((p / "trainer_state.json").read_text())
+            return str(p)
+        except (OSError, ValueError):
+            if os.environ.get("RANK", "0") == "0":  # one process removes it; the others only skip it
+                info(f"{p}: incomplete (interrupted while saving); removing it")
+                shutil.rmtree(p, ignore_errors=True)
+    return None
 
 
 def _has_cuda() -> bool:
@@ -497,13 +519,13 @@ def _finish(cfg: TrainRMConfig, files: StageFiles, model, tok, train, m: dict[st
     if len(rewards) >= 2:
         meta.update(reward_mean=statistics.fmean(rewards), reward_std=statistics.pstdev(rewards) or 1.0)
     rm.save(files.out)
-    if not cfg.keep_checkpoints:
-        for ckpt in files.out.glob("checkpoint-*"):
-            shutil.rmtree(ckpt, ignore_errors=True)
     summary = {k: m.get(k) for k in ("steps", "train_loss", "runtime_s", "pairs_this_run", "pairs_per_s",
                                      "processes")}
     summary.update(train_pairs=len(train), twin_units=m.get("twin_units"), heldout_accuracy=m.get("heldout_accuracy"),
                    heldout_loss=m.get("heldout_loss"), reward_mean=meta["reward_mean"],
                    reward_std=meta["reward_std"], pmp=pmp)
     files.write_summary(summary)
+    if not cfg.keep_checkpoints:  # only after the summary: a kill before it resumes from them
+        for ckpt in files.out.glob("checkpoint-*"):
+            shutil.rmtree(ckpt, ignore_errors=True)
     info(f"reward model written to {files.out} (held-out accuracy: {summary['heldout_accuracy']})")

@@ -331,9 +331,10 @@ class StepLog:
             return
         from torch.utils.tensorboard import SummaryWriter
 
-        from salmon.jsonl import read_jsonl, write_jsonl
+        from salmon.jsonl import recover_jsonl, write_jsonl
 
-        kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= start] if self.path.exists() else []
+        # a kill -9 mid-write leaves a torn last line: dropped with the records past the checkpoint
+        kept = [r for r in recover_jsonl(self.path) if r.get("step", 0) <= start] if self.path.exists() else []
         write_jsonl(self.path, kept)
         self._fh = open(self.path, "a", encoding="utf-8")
         self._tb = SummaryWriter(log_dir=str(out / "tb"), purge_step=start + 1 if start else None)
