@@ -120,6 +120,14 @@ def _strip(text: str, specials: tuple[str, ...] | list[str]) -> str:
     return text
 
 
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _last_user_turn(prompt: str, markers: ChatMarkers) -> str:
     """The user's text from a chat-formatted prompt, or the prompt itself if it is plain."""
     if markers.user_open and markers.user_open in prompt:
@@ -166,18 +174,24 @@ class Batcher:
                     batch.append(await asyncio.wait_for(self.queue.get(), timeout))
                 except asyncio.TimeoutError:
                     break
-            items = [b[0] for b in batch]
             try:
-                scores = await loop.run_in_executor(None, self.scorer, [i[0] for i in items],
-                                                    [i[1] for i in items], [i[2] for i in items])
-                self.batches += 1
-                for (_, fut), s in zip(batch, scores):
-                    if not fut.done():
-                        fut.set_result(float(s))
-            except Exception as e:  # noqa: BLE001 - reported to every waiting request
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(e)
+                await self._score_batch(loop, batch)
+            except Exception:  # noqa: BLE001 - one bad item must not fail the others: score one by one
+                for one in batch:
+                    try:
+                        await self._score_batch(loop, [one])
+                    except Exception as e:  # noqa: BLE001 - reported to that request only
+                        if not one[1].done():
+                            one[1].set_exception(e)
+
+    async def _score_batch(self, loop, batch) -> None:
+        items = [b[0] for b in batch]
+        scores = await loop.run_in_executor(None, self.scorer, [i[0] for i in items],
+                                            [i[1] for i in items], [i[2] for i in items])
+        self.batches += 1
+        for (_, fut), s in zip(batch, scores):
+            if not fut.done():
+                fut.set_result(float(s))
 
 
 def create_app(scorer: Scorer, cfg: ServeConfig, markers: ChatMarkers, default_principles: list[str],
@@ -188,6 +202,7 @@ def create_app(scorer: Scorer, cfg: ServeConfig, markers: ChatMarkers, default_p
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from salmon.serve_schema import RewardRequest, ScoreRequest
 
@@ -204,6 +219,14 @@ def create_app(scorer: Scorer, cfg: ServeConfig, markers: ChatMarkers, default_p
     @app.exception_handler(BadRequest)
     async def _bad(request: Request, exc: BadRequest):
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):  # 404, 405, unparsable bodies
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception):  # a scorer failure on valid input
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -235,6 +258,10 @@ def create_app(scorer: Scorer, cfg: ServeConfig, markers: ChatMarkers, default_p
             for t in ps:
                 if not isinstance(t, str) or not t.strip() or len(t) > cfg.max_chars:
                     raise BadRequest(400, f"sample {i}: principles must be non-empty texts under {cfg.max_chars} characters")
+            # JSON may escape lone surrogates ("\ud800"); the tokenizer raises on them, which would
+            # be a 500 for this request and for every request batched with it.
+            if not all(_is_unicode(t) for t in (p, r, *ps)):
+                raise BadRequest(400, f"sample {i}: text is not valid Unicode (an unpaired surrogate escape such as \\ud800)")
 
     async def run(prompts: list[str], responses: list[str], principles: list[list[str]]) -> list[float]:
         check_items(prompts, responses, principles)

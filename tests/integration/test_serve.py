@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -108,9 +109,14 @@ def test_concurrent_requests_are_batched(server):
     ({"query": ["q r"], "prompts": ["q"], "principles": [["a"], ["b"]]}, 400, "2 lists for 1"),
     ({"query": [], "prompts": []}, 400, "no samples"),
     ({"query": ["{{x}} {% raw %} r"], "prompts": ["{{x}}"]}, 200, "rewards"),
+    # lone surrogates are legal JSON escapes but make the tokenizer raise (a 500 for the whole batch)
+    ({"query": ["q \ud800"], "prompts": ["q"]}, 400, "not valid Unicode"),
+    ({"query": ["q r"], "prompts": ["q"], "principles": [["\udfff"]]}, 400, "not valid Unicode"),
 ])
 def test_bad_requests_get_4xx_json(server, body, status, needle):
-    r = httpx.post(server.url + "/get_reward", json=body, timeout=10)
+    # json.dumps, not httpx's json=: it escapes lone surrogates where httpx cannot encode them
+    r = httpx.post(server.url + "/get_reward", content=json.dumps(body),
+                   headers={"content-type": "application/json"}, timeout=10)
     assert r.status_code == status, r.text
     assert needle in r.text
 
@@ -150,3 +156,37 @@ def test_defaults_bind_localhost_and_port_in_use_is_an_error(tmp_path):
     (tmp_path / "t").write_text("  \n")
     with pytest.raises(SalmonError, match="empty"):
         read_token(str(tmp_path / "t"))
+
+
+def test_a_scorer_failure_fails_only_its_own_request(markers):
+    """One item that crashes the scorer gets a JSON 500; the requests batched with it are scored."""
+    calls: list[int] = []
+    tried: list[int] = []
+    plain = fake_scorer(calls)
+
+    def flaky(prompts, responses, principles):
+        tried.append(len(prompts))
+        if any("BOOM" in r for r in responses):
+            raise RuntimeError("cannot score BOOM")
+        return plain(prompts, responses, principles)
+
+    s = Server(create_app(flaky, ServeConfig(max_batch_size=16, batch_wait_ms=50), markers[0], ["p"]))
+    try:
+        results: dict[str, httpx.Response] = {}
+
+        def one(text):
+            results[text] = httpx.post(s.url + "/score", json={"items": [{"prompt": "q", "response": text}]},
+                                       timeout=10)
+
+        threads = [threading.Thread(target=one, args=(t,)) for t in ("a b", "BOOM", "c d e", "f")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results["BOOM"].status_code == 500 and "cannot score BOOM" in results["BOOM"].json()["error"]
+        assert [results[t].json()["rewards"] for t in ("a b", "c d e", "f")] == [[2.5], [3.5], [1.5]]
+        assert max(tried) > 1  # they really were batched together first
+        wrong = httpx.get(s.url + "/get_reward")  # framework errors have the same JSON shape
+        assert wrong.status_code == 405 and "error" in wrong.json()
+    finally:
+        s.stop()
