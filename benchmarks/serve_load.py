@@ -30,15 +30,11 @@ sys.path.insert(0, str(REPO / "src"))
 
 
 def untrained_rm(base: str, folder: Path) -> Path:
-    from salmon.models import build_tiny_model, load_tokenizer
-    from salmon.reward import InstructableRewardModel
-    from salmon.reward.train import TrainRMConfig, build_rm_model
+    from salmon.models import build_tiny_model
+    from salmon.rl.bench import make_untrained_rm
 
     base = str(build_tiny_model(folder / "base")) if base == "tiny" else base
-    tok = load_tokenizer(base)
-    model = build_rm_model(TrainRMConfig(model=base), tok)
-    meta = {"base_model": base, "template": "rm", "max_length": 256, "reward_mean": 0.0, "reward_std": 1.0}
-    return InstructableRewardModel(model, tok, meta).save(folder / "rm")
+    return make_untrained_rm(base, folder / "rm")
 
 
 def free_port() -> int:

@@ -224,6 +224,10 @@ def create_app(scorer: Scorer, cfg: ServeConfig, markers: ChatMarkers, default_p
     async def _http(request: Request, exc: StarletteHTTPException):  # 404, 405, unparsable bodies
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(SalmonError)
+    async def _unscorable(request: Request, exc: SalmonError):  # e.g. principles too long for the RM
+        return JSONResponse({"error": str(exc)}, status_code=422)
+
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception):  # a scorer failure on valid input
         return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
@@ -324,5 +328,10 @@ def serve(cfg: ServeConfig) -> None:
             raise SalmonError(f"--host {cfg.host} --port {cfg.port}: cannot bind ({e.strerror})") from None
     defaults = [p.definition for p in load_principles(cfg.principles)] if cfg.principles else []
     rm = InstructableRewardModel.load(cfg.rm)
+    if defaults:  # fail now, not on every request that relies on the defaults
+        try:
+            rm.score(["?"], ["."], [defaults])
+        except SalmonError as e:
+            raise SalmonError(f"--principles {cfg.principles}: {e}") from None
     app = create_app(rm.score, cfg, ChatMarkers.from_tokenizer(rm.tokenizer), defaults, token)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")

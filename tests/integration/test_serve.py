@@ -190,3 +190,26 @@ def test_a_scorer_failure_fails_only_its_own_request(markers):
         assert wrong.status_code == 405 and "error" in wrong.json()
     finally:
         s.stop()
+
+
+def test_unscorable_requests_are_4xx_and_too_long_default_principles_fail_at_start(markers, tiny_model, tmp_path):
+    from salmon.errors import SalmonError
+    from salmon.rl.bench import make_untrained_rm
+    from salmon.serve import serve
+
+    def too_long(prompts, responses, principles):
+        raise SalmonError("principles list is 900 tokens, too long for --max-length 512")
+
+    s = Server(create_app(too_long, ServeConfig(), markers[0], ["p"]))
+    try:
+        r = httpx.post(s.url + "/score", json={"items": [{"prompt": "q", "response": "r"}]}, timeout=10)
+        assert r.status_code == 422 and "too long" in r.json()["error"]
+    finally:
+        s.stop()
+
+    rm = make_untrained_rm(str(tiny_model), tmp_path / "rm", max_length=64)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with pytest.raises(SalmonError, match="--principles judge: principles list is"):
+        serve(ServeConfig(rm=str(rm), port=port, principles="judge"))
