@@ -204,7 +204,14 @@ def create_app(scorer: Scorer, cfg: ServeConfig, markers: ChatMarkers, default_p
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from salmon.serve_schema import RewardRequest, ScoreRequest
+    from salmon.serve_schema import (
+        ERRORS,
+        HealthResponse,
+        RewardRequest,
+        RewardResponse,
+        ScoreRequest,
+        ScoreResponse,
+    )
 
     batcher = Batcher(scorer, cfg.max_batch_size, cfg.batch_wait_ms / 1000)
 
@@ -280,11 +287,11 @@ def create_app(scorer: Scorer, cfg: ServeConfig, markers: ChatMarkers, default_p
             raise BadRequest(400, f"principles has {len(given)} lists for {n} samples")
         return given
 
-    @app.get("/health")
+    @app.get("/health", response_model=HealthResponse)
     async def health() -> dict[str, Any]:
         return {"status": "ok", "batches": batcher.batches}
 
-    @app.post("/get_reward")
+    @app.post("/get_reward", response_model=RewardResponse, responses=ERRORS)
     async def get_reward(req: RewardRequest) -> dict[str, Any]:
         t0 = time.perf_counter()
         n = len(req.query)
@@ -300,7 +307,7 @@ def create_app(scorer: Scorer, cfg: ServeConfig, markers: ChatMarkers, default_p
         return {"rewards": rewards, "scores": rewards,
                 "extra_logs": {"rm_latency_ms": [round(1000 * (time.perf_counter() - t0), 2)] * n}}
 
-    @app.post("/score")
+    @app.post("/score", response_model=ScoreResponse, responses=ERRORS)
     async def score(req: ScoreRequest) -> dict[str, Any]:
         items = req.items
         principles = per_sample([it.principles for it in items] if all(it.principles for it in items) else

@@ -24,3 +24,36 @@ class ScoreItem(BaseModel):
 
 class ScoreRequest(BaseModel):
     items: list[ScoreItem]
+
+
+class RewardResponse(BaseModel):
+    """OpenRLHF's remote reward-model response."""
+
+    rewards: list[float]
+    scores: list[float] = Field(..., description="the same as rewards")
+    extra_logs: dict[str, list[float]] = Field(default_factory=dict)
+
+
+class ScoreResponse(BaseModel):
+    rewards: list[float]
+
+
+class HealthResponse(BaseModel):
+    status: str
+    batches: int = Field(..., description="forward batches scored since start")
+
+
+class ErrorResponse(BaseModel):
+    """Every error the server returns: one line saying what is wrong."""
+
+    error: str
+
+
+ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in (
+    (400, "malformed request (wrong lengths, empty texts, invalid Unicode, unparsable body)"),
+    (401, "missing or wrong bearer token (when the server has one)"),
+    (413, "too many samples or texts too long"),
+    (422, "fields of the wrong type, a query that does not start with its prompt, or principles "
+          "too long for the reward model"),
+    (500, "the reward model failed on this item"),
+)}
