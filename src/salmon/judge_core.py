@@ -26,6 +26,7 @@ from importlib import resources
 
 from salmon.chat import render_chat, special_token_strings
 from salmon.errors import SalmonError
+from salmon.padding import left_pad
 from salmon.templates import load_template, neutralize_special_tokens, render
 
 # The variant with the best accuracy on the development sets (see README, "The self-judge").
@@ -185,18 +186,6 @@ def keep_freed_memory() -> bool:
         return False
 
 
-def _left_pad(rows: list[list[int]], pad_id: int):
-    import torch
-
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[i, width - len(r):] = 1
-    return ids, mask
-
-
 def _positions(mask, start=None):
     """Position ids that skip left padding; `start` offsets rows that continue a cache."""
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -222,7 +211,7 @@ def score_reference(model, items: list[PromptIds], choices: tuple[int, int], pad
     dev = _device(model)
     with torch.no_grad():
         for start in range(0, len(rows), batch_rows):
-            ids, mask = _left_pad([r for _, r in rows[start:start + batch_rows]], pad_id)
+            ids, mask = left_pad([r for _, r in rows[start:start + batch_rows]], pad_id)
             res = model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
                         position_ids=_positions(mask).to(dev), use_cache=False, logits_to_keep=1)
             out.extend(_margins(res.logits, choices))
@@ -242,7 +231,7 @@ def score_shared(model, items: list[PromptIds], choices: tuple[int, int], pad_id
     import torch
 
     dev = _device(model)
-    ids, mask = _left_pad([item.prefix for item in items], pad_id)
+    ids, mask = left_pad([item.prefix for item in items], pad_id)
     ids, mask = ids.to(dev), mask.to(dev)
     with torch.no_grad():
         res = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),

@@ -7,13 +7,13 @@ from collections import Counter
 import pytest
 import torch
 
+from salmon.padding import left_pad, right_pad
 from salmon.principles import Principle
 from salmon.rl.rollout import (
     PromptPool,
     batch_indices,
     draw_principles,
     fit_prompt,
-    left_pad,
     response_mask,
 )
 
@@ -85,6 +85,13 @@ def test_response_mask_stops_after_first_stop_token():
 def test_left_pad():
     ids, mask = left_pad([[1, 2, 3], [4]], 0)
     assert ids.tolist() == [[1, 2, 3], [0, 0, 4]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+def test_right_pad_and_empty_rows():
+    ids, mask = right_pad([[1, 2, 3], [4], []], 9)
+    assert ids.tolist() == [[1, 2, 3], [4, 9, 9], [9, 9, 9]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
+    assert left_pad([[5], []], 0)[1].tolist() == [[1], [0]]
 
 
 @pytest.mark.parametrize("world", [1, 3])

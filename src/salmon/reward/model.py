@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from salmon.errors import SalmonError
+from salmon.padding import right_pad
 from salmon.reward.template import TEMPLATE, encode_rm_parts
 
 META_FILE = "salmon_rm.json"
@@ -59,19 +60,6 @@ def load_seqcls(path: str, pad_token_id: int, dtype=None, trust_remote_code: boo
         raise SalmonError(f"cannot load model '{path}' for sequence classification: {first}") from None
     model.config.pad_token_id = pad_token_id
     return model
-
-
-def right_pad(seqs: list[list[int]], pad_id: int):
-    """(input_ids, attention_mask) as tensors, padded on the right."""
-    import torch
-
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids, mask
 
 
 def length_buckets(lengths: list[int], batch_size: int) -> list[list[int]]:

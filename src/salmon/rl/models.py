@@ -228,7 +228,8 @@ class SharedReward:
 
     @torch.no_grad()
     def score(self, prompts: list[str], responses: list[str], principles: list[list[str]]) -> list[float]:
-        from salmon.reward.model import length_buckets, right_pad
+        from salmon.padding import right_pad
+        from salmon.reward.model import length_buckets
         from salmon.reward.template import encode_rm_input
 
         seqs = [encode_rm_input(self.tokenizer, p, r, ps, int(self.meta["max_length"]))

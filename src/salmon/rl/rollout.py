@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from salmon.chat import has_chat_template, stop_strings, user_prompt
+from salmon.padding import left_pad
 from salmon.principles import Principle, sample_principles
 from salmon.rl.models import Role, active
 
@@ -67,17 +68,6 @@ def fit_prompt(tokenizer, text: str, budget: int, system: str | None = None) -> 
         if len(ids) <= budget or keep == 0:
             return cut, ids[-budget:], True
         keep = max(0, keep - (len(ids) - budget))
-
-
-def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if s:
-            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-            mask[i, width - len(s):] = 1
-    return ids, mask
 
 
 def stop_ids(model, tokenizer) -> list[int]:
