@@ -45,6 +45,25 @@ def cli():
     return run
 
 
+@pytest.fixture(scope="module")
+def random_rm(tiny_model, tmp_path_factory) -> Path:
+    """An untrained reward-model folder on the tiny base, LoRA weights made non-zero."""
+    from salmon.rl.bench import make_untrained_rm
+
+    return make_untrained_rm(str(tiny_model), tmp_path_factory.mktemp("rm") / "rm", randomize=True)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test (small tensors; avoids thread start-up noise)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def shared_data(*parts: str) -> Path:
     p = SHARED_DATA.joinpath(*parts)
     if not p.exists():

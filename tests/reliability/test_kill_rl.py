@@ -11,7 +11,6 @@ import json
 
 import pytest
 
-from salmon.rl.bench import make_untrained_rm
 from tests.reliability.conftest import (
     assert_same_tensors,
     has_lines,
@@ -48,21 +47,16 @@ KILL_POINTS = {
 
 
 @pytest.fixture(scope="module")
-def rm(tiny_model, tmp_path_factory):
-    return make_untrained_rm(str(tiny_model), tmp_path_factory.mktemp("rm") / "rm", randomize=True)
-
-
-@pytest.fixture(scope="module")
-def clean(tiny_model, rm, tmp_path_factory):
+def clean(tiny_model, random_rm, tmp_path_factory):
     out = tmp_path_factory.mktemp("clean") / "policy"
-    run_ok(rl_cmd(tiny_model, rm, out))
+    run_ok(rl_cmd(tiny_model, random_rm, out))
     return out
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
-def test_rl_survives_kill_9(point, tiny_model, rm, clean, tmp_path):
+def test_rl_survives_kill_9(point, tiny_model, random_rm, clean, tmp_path):
     out = tmp_path / "policy"
-    cmd = rl_cmd(tiny_model, rm, out)
+    cmd = rl_cmd(tiny_model, random_rm, out)
     kill_mid_run(cmd, lambda: KILL_POINTS[point](out))
     assert not (out / "summary.json").exists() and not (out / "adapter_model.safetensors").exists()
     if point == "while_writing_checkpoint":

@@ -25,32 +25,22 @@ RESPONSES = ["Hi there!", "Four, because 2 + 2 = 4."]
 PRINCIPLES = [["The response is brief."], ["The response is kind.", "The response is correct."]]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def rm_dir(tiny_model, tmp_path_factory):
-    return make_untrained_rm(str(tiny_model), tmp_path_factory.mktemp("rm") / "rm", randomize=True)
-
-
-def test_shared_reward_matches_standalone_rm(tiny_model, rm_dir):
+def test_shared_reward_matches_standalone_rm(tiny_model, random_rm):
     from salmon.reward.model import InstructableRewardModel
 
-    m = load_rl_models(str(tiny_model), str(rm_dir), LORA, device="cpu")
+    m = load_rl_models(str(tiny_model), str(random_rm), LORA, device="cpu")
     assert m.shared
     ours = m.reward.score(PROMPTS, RESPONSES, PRINCIPLES)
-    theirs = InstructableRewardModel.load(rm_dir, device="cpu").score(PROMPTS, RESPONSES, PRINCIPLES)
+    theirs = InstructableRewardModel.load(random_rm, device="cpu").score(PROMPTS, RESPONSES, PRINCIPLES)
     assert ours == pytest.approx(theirs, abs=1e-5)
     assert len(set(ours)) == 2
 
 
-def test_one_base_copy_and_value_starts_from_the_rm(tiny_model, rm_dir):
-    m = load_rl_models(str(tiny_model), str(rm_dir), LORA, device="cpu")
+def test_one_base_copy_and_value_starts_from_the_rm(tiny_model, random_rm):
+    m = load_rl_models(str(tiny_model), str(random_rm), LORA, device="cpu")
     ac = m.actor_critic
     assert ac.policy_lm is ac.value_lm is m.reference.lm is m.reward.role.lm
     assert set(ac.policy_lm.peft_config) == {POLICY, VALUE, REWARD}
@@ -85,17 +75,17 @@ def _ppo_step(models, cfg):
     return record
 
 
-def test_ppo_step_changes_every_trainable_parameter_and_no_frozen_one(tiny_model, rm_dir):
+def test_ppo_step_changes_every_trainable_parameter_and_no_frozen_one(tiny_model, random_rm):
     from salmon.rl.ppo import RLConfig
 
-    m = load_rl_models(str(tiny_model), str(rm_dir), LORA, device="cpu")
+    m = load_rl_models(str(tiny_model), str(random_rm), LORA, device="cpu")
     named = dict(m.actor_critic.named_parameters())
     before = {k: p.detach().clone() for k, p in named.items()}
     head_before = m.reward.head.weight.detach().clone()
     trainable = {k for k, p in named.items() if p.requires_grad}
     assert trainable and all(("lora_" in k and (".policy." in k or ".value." in k)) or k.startswith("value_head")
                              for k in trainable)
-    cfg = RLConfig(batch_size=4, mini_batches=2, ppo_epochs=2, max_new_tokens=8, rm=str(rm_dir))
+    cfg = RLConfig(batch_size=4, mini_batches=2, ppo_epochs=2, max_new_tokens=8, rm=str(random_rm))
     record = _ppo_step(m, cfg)
     assert record["value_loss"] > 0 and len(record["principles_drawn"]) == 4
     unchanged = [k for k in trainable if torch.equal(before[k], named[k])]
@@ -106,14 +96,14 @@ def test_ppo_step_changes_every_trainable_parameter_and_no_frozen_one(tiny_model
     assert torch.equal(head_before, m.reward.head.weight)
 
 
-def test_separate_copies_when_not_sharing(tiny_model, rm_dir):
-    m = load_rl_models(str(tiny_model), str(rm_dir), LORA, device="cpu", share_base=False)
+def test_separate_copies_when_not_sharing(tiny_model, random_rm):
+    m = load_rl_models(str(tiny_model), str(random_rm), LORA, device="cpu", share_base=False)
     ac = m.actor_critic
     assert not m.shared and ac.policy_lm is not ac.value_lm and m.reference.lm is not ac.policy_lm
     assert set(ac.value_lm.peft_config) == {VALUE} and set(ac.policy_lm.peft_config) == {POLICY}
     from salmon.reward.model import InstructableRewardModel
 
-    theirs = InstructableRewardModel.load(rm_dir, device="cpu").score(PROMPTS, RESPONSES, PRINCIPLES)
+    theirs = InstructableRewardModel.load(random_rm, device="cpu").score(PROMPTS, RESPONSES, PRINCIPLES)
     assert m.reward.score(PROMPTS, RESPONSES, PRINCIPLES) == pytest.approx(theirs, abs=1e-5)
 
 
@@ -140,7 +130,7 @@ def test_rm_with_another_tokenizer_falls_back_to_text(tiny_model, tmp_path):
     assert record["rm_score"] == record["rm_score"]  # a number, not NaN
 
 
-def test_policy_stacked_on_sft_adapter_saves_as_one_exact_adapter(tiny_model, rm_dir, tmp_path):
+def test_policy_stacked_on_sft_adapter_saves_as_one_exact_adapter(tiny_model, random_rm, tmp_path):
     from peft import LoraConfig, get_peft_model
 
     from salmon.models import load_causal_lm
@@ -153,7 +143,7 @@ def test_policy_stacked_on_sft_adapter_saves_as_one_exact_adapter(tiny_model, rm
             if "lora_B" in name:
                 p.normal_(0, 0.1)
     sft.save_pretrained(tmp_path / "sft")
-    m = load_rl_models(str(tmp_path / "sft"), str(rm_dir), LORA, device="cpu")
+    m = load_rl_models(str(tmp_path / "sft"), str(random_rm), LORA, device="cpu")
     ac = m.actor_critic
     assert ac.policy_adapters == ["sft", POLICY] and m.reference.adapters == ["sft"]
     with torch.no_grad():

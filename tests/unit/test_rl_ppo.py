@@ -15,35 +15,25 @@ TINY = dict(batch_size=2, mini_batches=2, ppo_epochs=2, max_new_tokens=6, lora_r
             save_every=10, progress=False, device="cpu", prompts="builtin")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def rm_dir(tiny_model, tmp_path_factory):
-    return make_untrained_rm(str(tiny_model), tmp_path_factory.mktemp("rm") / "rm", randomize=True)
-
-
-def _cfg(tiny_model, rm_dir, out, **kw):
-    return from_dict(RLConfig, {**TINY, "policy": str(tiny_model), "rm": str(rm_dir), "out": str(out), **kw}, "test")
+def _cfg(tiny_model, random_rm, out, **kw):
+    return from_dict(RLConfig, {**TINY, "policy": str(tiny_model), "rm": str(random_rm), "out": str(out), **kw}, "test")
 
 
 def _log(out):
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 
 
-def test_resume_reproduces_uninterrupted_losses(tiny_model, rm_dir, tmp_path):
+def test_resume_reproduces_uninterrupted_losses(tiny_model, random_rm, tmp_path):
     from safetensors.torch import load_file
 
-    rl(_cfg(tiny_model, rm_dir, tmp_path / "a", steps=4))
-    rl(_cfg(tiny_model, rm_dir, tmp_path / "b", steps=4, stop_after=2))
+    rl(_cfg(tiny_model, random_rm, tmp_path / "a", steps=4))
+    rl(_cfg(tiny_model, random_rm, tmp_path / "b", steps=4, stop_after=2))
     assert not (tmp_path / "b" / "summary.json").exists()
     assert (tmp_path / "b" / "checkpoint-2" / "state.json").exists()
-    rl(_cfg(tiny_model, rm_dir, tmp_path / "b", steps=4))
+    rl(_cfg(tiny_model, random_rm, tmp_path / "b", steps=4))
     a, b = _log(tmp_path / "a"), _log(tmp_path / "b")
     assert [r["step"] for r in b] == [1, 2, 3, 4]
     for key in ("policy_loss", "value_loss", "rm_score", "kl", "entropy"):
@@ -55,18 +45,18 @@ def test_resume_reproduces_uninterrupted_losses(tiny_model, rm_dir, tmp_path):
     assert summary["shared_base"] is True and summary["steps"] == 4
 
 
-def test_gradient_checkpointing_gives_the_same_losses(tiny_model, rm_dir, tmp_path):
-    rl(_cfg(tiny_model, rm_dir, tmp_path / "plain", steps=1))
-    rl(_cfg(tiny_model, rm_dir, tmp_path / "ckpt", steps=1, gradient_checkpointing=True))
+def test_gradient_checkpointing_gives_the_same_losses(tiny_model, random_rm, tmp_path):
+    rl(_cfg(tiny_model, random_rm, tmp_path / "plain", steps=1))
+    rl(_cfg(tiny_model, random_rm, tmp_path / "ckpt", steps=1, gradient_checkpointing=True))
     plain, ckpt = _log(tmp_path / "plain")[0], _log(tmp_path / "ckpt")[0]
     for key in ("policy_loss", "value_loss", "entropy", "grad_norm"):
         assert plain[key] == pytest.approx(ckpt[key], rel=1e-5), key
 
 
-def test_output_is_a_loadable_adapter_with_logs(tiny_model, rm_dir, tmp_path):
+def test_output_is_a_loadable_adapter_with_logs(tiny_model, random_rm, tmp_path):
     from salmon.models import load_causal_lm
 
-    out = rl(_cfg(tiny_model, rm_dir, tmp_path / "p", steps=1))
+    out = rl(_cfg(tiny_model, random_rm, tmp_path / "p", steps=1))
     model = load_causal_lm(str(out), device="cpu")
     assert hasattr(model, "peft_config")
     record = _log(out)[0]
@@ -82,7 +72,7 @@ def test_missing_rm_is_one_line_error(cli, tmp_path):
     assert err.strip().count("\n") == 0 and "--rm" in err and "not found" in err
 
 
-def test_few_principles_and_long_prompts(cli, tiny_model, rm_dir, tmp_path):
+def test_few_principles_and_long_prompts(cli, tiny_model, random_rm, tmp_path):
     principles = tmp_path / "two.yaml"
     principles.write_text("principles:\n  - name: Short\n    definition: The response is short.\n"
                           "  - name: Kind\n    definition: The response is kind.\n")
@@ -90,7 +80,7 @@ def test_few_principles_and_long_prompts(cli, tiny_model, rm_dir, tmp_path):
     prompts.write_text(json.dumps({"id": "long", "prompt": "tell me about it " * 200}) + "\n"
                        + json.dumps({"id": "short", "prompt": "Hi"}) + "\n")
     out = tmp_path / "o"
-    code, _, err = cli("rl", "--policy", tiny_model, "--rm", rm_dir, "--out", out, "--steps", "1",
+    code, _, err = cli("rl", "--policy", tiny_model, "--rm", random_rm, "--out", out, "--steps", "1",
                        "--batch-size", "2", "--ppo-epochs", "1", "--max-new-tokens", "4", "--lora-r", "2",
                        "--principles", principles, "--intervention", "", "--prompts", prompts,
                        "--max-prompt-tokens", "48", "--device", "cpu", "--no-progress")
@@ -102,8 +92,8 @@ def test_few_principles_and_long_prompts(cli, tiny_model, rm_dir, tmp_path):
 
 
 @pytest.mark.parametrize("algo", ["grpo", "rloo"])
-def test_trl_algo_step_with_rm_reward(algo, tiny_model, rm_dir, tmp_path):
-    out = rl(_cfg(tiny_model, rm_dir, tmp_path / algo, algo=algo, steps=1, num_generations=2,
+def test_trl_algo_step_with_rm_reward(algo, tiny_model, random_rm, tmp_path):
+    out = rl(_cfg(tiny_model, random_rm, tmp_path / algo, algo=algo, steps=1, num_generations=2,
                   ppo_epochs=1, save_every=1))
     record = _log(out)[0]
     assert "rewards/instructable_rm/mean" in record and "rewards/unfinished_penalty/mean" in record
