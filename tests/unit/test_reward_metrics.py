@@ -79,3 +79,5 @@ def test_rm_metrics_carry_bootstrap_intervals():
     m = rm_metrics([dict(right), dict(wrong)] * 10)
     assert m["accuracy"] == 0.5 and m["accuracy_ci_low"] < 0.5 < m["accuracy_ci_high"]
     assert rm_metrics([dict(right), dict(wrong)] * 10) == m  # seeded
+    lo, hi = 100 * m["accuracy_ci_low"], 100 * m["accuracy_ci_high"]
+    assert f" 50.0% [{lo:.1f}, {hi:.1f}]" in format_table(m, None)

@@ -216,6 +216,10 @@ def format_table(metrics: dict[str, Any], judge: dict[str, Any] | None) -> str:
     def pct(v: Any) -> str:
         return "-" if v is None else f"{100 * v:5.1f}%"
 
+    def ci(m: dict[str, Any], key: str) -> str:  # the rate with its 95% interval when present
+        lo, hi = m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
+        return pct(m[key]) + (f" [{100 * lo:.1f}, {100 * hi:.1f}]" if lo is not None and hi is not None else "")
+
     def num(v: Any) -> str:
         return "-" if v is None else f"{v:+.2f}"
 
@@ -228,10 +232,10 @@ def format_table(metrics: dict[str, Any], judge: dict[str, Any] | None) -> str:
     for split, m in [("all", metrics), *metrics["by_split"].items()]:
         js = j if split == "all" else (j.get("by_split") or {}).get(split, {})
         tag = "" if split == "all" else f" [{split}, n={m['n']}]"
-        rows += [(f"accuracy (stated principle){tag}", pct(m["accuracy"]), pct(m["longer_wins"]),
+        rows += [(f"accuracy (stated principle){tag}", ci(m, "accuracy"), ci(m, "longer_wins"),
                   judged(js, "accuracy")),
-                 (f"negation flip rate{tag}", pct(m["flip_rate"]), pct(0.0), judged(js, "flip_rate")),
-                 (f"accuracy under negation{tag}", pct(m["negation_accuracy"]), pct(m["longer_wins_negation"]),
+                 (f"negation flip rate{tag}", ci(m, "flip_rate"), pct(0.0), judged(js, "flip_rate")),
+                 (f"accuracy under negation{tag}", ci(m, "negation_accuracy"), ci(m, "longer_wins_negation"),
                   judged(js, "negation_accuracy"))]
     rows.append(("length bias (corr. with words)", num(metrics["length_corr"]), num(1.0),
                  num(j.get("length_corr")) if judge else ""))
