@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +52,18 @@ def record_machine(run_dir: str | Path, seconds: float = 1.5) -> dict[str, Any]:
     return info
 
 
+def record_machine_in_subprocess(run_dir: str | Path) -> None:
+    """`record_machine` in a child process, so the caller (the pipeline, which otherwise
+    never imports torch) does not carry torch's memory through the whole run."""
+    subprocess.run([sys.executable, "-m", "salmon.machine", str(run_dir)], check=True)
+
+
 def read_machine(run_dir: str | Path) -> dict[str, Any] | None:
     try:
         return json.loads((Path(run_dir) / MACHINE_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         return None
+
+
+if __name__ == "__main__":
+    record_machine(sys.argv[1])
