@@ -101,7 +101,7 @@ def test_token_is_checked_before_the_body(case):
         assert anonymous.status_code != 401
     else:
         assert anonymous.status_code == 401, anonymous.text
-        assert anonymous.json() == {"error": "missing or wrong bearer token"}
+        assert anonymous.json()["error"].startswith("missing or wrong token")
     case.call_and_validate(
         headers={"Authorization": f"Bearer {TOKEN}"}, checks=[not_a_server_error]
     )
