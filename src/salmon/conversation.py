@@ -45,6 +45,10 @@ def parse_prompt(value: Any, where: str = "prompt") -> Prompt:
         raise SalmonError(f"{where}: prompt must be text or a list of chat messages, got {type(value).__name__}")
     if not value:
         raise SalmonError(f"{where}: empty conversation (expected at least one user message)")
+    odd = next((m for m in value if not isinstance(m, dict)), None)
+    if odd is not None:
+        raise SalmonError(f"{where}: prompt must be text or a list of chat messages "
+                          f"({{\"role\", \"content\"}} objects), got a list holding {type(odd).__name__}")
     out: list[Message] = []
     for i, m in enumerate(value):
         if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):

@@ -38,7 +38,8 @@ FUZZ = settings(max_examples=50, deadline=None, derandomize=True, database=None)
 
 def stub_scorer(prompts, responses, principles):
     """No model; but like a tokenizer it fails on text that is not valid Unicode."""
-    for text in (*prompts, *responses, *(t for ps in principles for t in ps)):
+    texts = [m["content"] for p in prompts for m in ([{"content": p}] if isinstance(p, str) else p)]
+    for text in (*texts, *responses, *(t for ps in principles for t in ps)):
         text.encode("utf-8")
     return [float(len(r) % 7) for r in responses]
 

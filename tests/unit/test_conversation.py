@@ -44,6 +44,7 @@ def a(text):
     ([{"role": "user", "content": 3}], "message 1 must be"),
     ([u("  ")], "last user message is empty"),
     (3, "prompt must be text or a list of chat messages"),
+    (["a"], "got a list holding str"),
     ("", "empty prompt"),
 ])
 def test_bad_prompts_are_one_line_errors(value, needle):

@@ -57,6 +57,8 @@ def read_items(path: str) -> list[tuple[int, dict[str, Any]]]:
                 raise SalmonError(f"{path}:{lineno}: missing field '{key}'")
         if not isinstance(rec["response"], str):
             raise SalmonError(f"{path}:{lineno}: 'response' must be text")
+        if not isinstance(rec["prompt"], (str, list)):
+            raise SalmonError(f"{path}:{lineno}: 'prompt' must be text or a list of chat messages")
         parse_prompt(rec["prompt"], f"{path}:{lineno}")
         if "principles" not in rec:
             raise SalmonError(f"{path}:{lineno}: missing field 'principles' (a list of principle texts)")
