@@ -181,3 +181,16 @@ def test_reward_fn_scores_the_whole_conversation(random_rm):
     assert fn([[u("Q?")]], [[a("A.")]]) == fn(["Q?"], ["A."])
     with pytest.raises(SalmonError, match="prompt 0: the last message must be a user turn"):
         fn([[u("q"), a("r")]], ["x"])
+
+
+def test_grpo_dataset_keeps_the_conversation(tok, tmp_path):
+    from salmon.rl.ppo import RLConfig
+    from salmon.rl.trl_algos import build_dataset
+
+    f = tmp_path / "p.jsonl"
+    f.write_text(json.dumps({"id": "c", "prompt": TALK}) + "\n" + json.dumps({"id": "t", "prompt": "Hi"}) + "\n")
+    ds, truncated = build_dataset(RLConfig(prompts=str(f), system_prompt="Be kind."), tok, 2)
+    rows = ds.to_list()
+    assert truncated == 0
+    assert rows[0]["prompt"] == TALK  # its own system message wins over --system-prompt
+    assert rows[1]["prompt"] == [{"role": "system", "content": "Be kind."}, u("Hi")]
