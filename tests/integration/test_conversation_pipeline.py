@@ -8,6 +8,8 @@ import json
 import httpx
 import pytest
 
+pytestmark = pytest.mark.slow  # ~20-30 s on the shared 2-core machine: six stages on the tiny model
+
 TURN1 = "My dog is called Rufus and he is three years old."
 TURN1_OTHER = "My parrot is called Kiwi and she likes grapes."
 TALK = [{"role": "user", "content": TURN1}, {"role": "assistant", "content": "What a lovely dog!"},
@@ -26,13 +28,18 @@ def _stages(tiny_model, tmp_path):
     prompts.write_text(json.dumps({"id": "talk", "prompt": TALK}) + "\n"
                        + json.dumps({"id": "plain", "prompt": "Name three colours."}) + "\n")
     model = str(tiny_model)
+    principles = tmp_path / "principles.yaml"
+    principles.write_text("principles:\n"
+                          "  - {name: Direct, definition: The response answers the question that was asked.}\n"
+                          "  - {name: Remembers, definition: The response uses what the user said earlier.}\n"
+                          "  - {name: Brief, definition: The response is short.}\n")
     responses = generate(GenerateConfig(model=model, prompts=str(prompts), out=str(tmp_path / "r.jsonl"), n=3,
                                         max_new_tokens=6, temperature=1.0, top_p=1.0, progress=False))
     pairs = make_pairs(PairsConfig(responses=str(responses), out=str(tmp_path / "pairs.jsonl"), min_words=1,
                                    max_pairs_per_prompt=2))
-    judgments = judge(JudgeConfig(model=model, pairs=str(pairs), principles="judge", out=str(tmp_path / "j.jsonl"),
+    judgments = judge(JudgeConfig(model=model, pairs=str(pairs), principles=str(principles), out=str(tmp_path / "j.jsonl"),
                                   progress=False))
-    data = aggregate(AggregateConfig(pairs=str(pairs), judgments=str(judgments), principles="judge",
+    data = aggregate(AggregateConfig(pairs=str(pairs), judgments=str(judgments), principles=str(principles),
                                      out=str(tmp_path / "rm_data"), consistency="mean", passes=2, rules=[],
                                      max_principles=3))
     rm = train_rm(TrainRMConfig(model=model, data=str(data), out=str(tmp_path / "rm"), max_steps=2, batch_size=2,
@@ -48,8 +55,10 @@ def run(tiny_model, tmp_path_factory):
 
 def test_every_stage_keeps_the_conversation(run):
     from datasets import load_from_disk
+    from transformers import AutoTokenizer
 
     from salmon.jsonl import read_jsonl
+    from salmon.reward.train import tokenize_rows
 
     tmp, responses, pairs, data, rm = run
     assert [r["prompt"] for r in read_jsonl(responses) if r["id"] == "talk"] == [TALK]
@@ -60,6 +69,11 @@ def test_every_stage_keeps_the_conversation(run):
     convs = [r["prompt"] for r in rows]
     assert TALK in convs  # conversational column: text prompts became one user message
     assert [{"role": "user", "content": "Name three colours."}] in convs
+    # what train-rm trains on holds both turns of the conversation
+    tok = AutoTokenizer.from_pretrained(str(rm))
+    ids = tokenize_rows([r for r in rows if r["prompt"] == TALK][:1], tok, 512)["chosen_ids"][0]
+    text = tok.decode(ids)
+    assert TURN1 in text and TALK[-1]["content"] in text and text.index(TURN1) < text.index(TALK[-1]["content"])
 
 
 def test_first_turn_reaches_the_score_and_the_server(run):
