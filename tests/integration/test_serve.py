@@ -261,18 +261,31 @@ TALK = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": 
         {"role": "assistant", "content": "Nice name."}, {"role": "user", "content": "What is my cat called?"}]
 
 
-@pytest.mark.parametrize("plain", [False, True])
-def test_chat_formatted_prompts_parse_back_into_turns(plain, tmp_path):
+LLAMA3_STYLE = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+                "{{ m['content'] | trim }}<|eot_id|>{% endfor %}"
+                "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
+
+
+@pytest.mark.parametrize("template", ["chatml", "plain", "llama3"])
+def test_chat_formatted_prompts_parse_back_into_turns(template):
+    from transformers import AutoTokenizer
+
     from salmon.chat import render_chat, user_prompt
-    from salmon.models import build_tiny_model, load_tokenizer
+    from salmon.models import builtin_tokenizer_dir
     from salmon.serve import parse_chat, split_query
 
-    tok = load_tokenizer(str(build_tiny_model(tmp_path / "m")))
-    if plain:
+    tok = AutoTokenizer.from_pretrained(builtin_tokenizer_dir())  # SmolLM2's: ChatML
+    if template == "plain":
         tok.chat_template = None
+    elif template == "llama3":  # header tokens as special tokens, as in Llama 3's tokenizer
+        tok.add_special_tokens({"additional_special_tokens": [
+            "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|begin_of_text|>"]})
+        tok.bos_token, tok.chat_template = "<|begin_of_text|>", LLAMA3_STYLE
     markers = ChatMarkers.from_tokenizer(tok)
     text = render_chat(tok, TALK)
     assert parse_chat(text, markers) == TALK
+    # without a system turn (SmolLM2's template then adds its default one, kept as a system turn)
+    assert parse_chat(render_chat(tok, TALK[1:]), markers)[-3:] == TALK[1:]
     prompt, response = split_query(text + "Pepper.<|im_end|>", text, markers)
     assert prompt == TALK and response == "Pepper."
     single = parse_chat(user_prompt(tok, "Hi there"), markers)
