@@ -1,9 +1,10 @@
 """The self-judge's scoring core: judge prompts, choice tokens, and two ways to score them.
 
-A judge prompt (package data `prompts/judge_<variant>.txt`) shows the request (a
-conversation's earlier turns too, `conversation.request_text`), two outputs and one principle, rendered with the model's chat template; the assistant turn
-is pre-filled (e.g. "Output (") so that the next token names the choice. The score of
-one prompt is logit(first choice) - logit(second choice) at that position.
+A judge prompt (package data `prompts/judge_<variant>.txt`) shows the request (with a
+conversation's earlier turns, `conversation.request_text`), two outputs and one
+principle, rendered with the model's chat template; the assistant turn is pre-filled
+(e.g. "Output (") so that the next token names the choice. The score of one prompt is
+logit(first choice) - logit(second choice) at that position.
 
 The principle is the last thing in the user turn, so a prompt splits into a *prefix*
 (system, request, both outputs) shared by every principle and a short per-principle

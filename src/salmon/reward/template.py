@@ -6,10 +6,11 @@
 
 The exchange goes through the model's chat template (`chat.render_chat`), so user text
 cannot open or close a turn. The prompt is text (one user turn) or a whole conversation
-(`salmon.conversation`); every turn of it is in the exchange. The principles come after the response, as in SALMON, so
-one (prompt, response) prefix can be computed once and reused under many principle
-lists. The reward is read at the last token, the start of the assistant's answer to
-"Does the reply follow them? Answer Yes or No." (see `train.init_yes_no_head`).
+(`salmon.conversation`); every turn of it is in the exchange. The principles come after
+the response, as in SALMON, so one (prompt, response) prefix can be computed once and
+reused under many principle lists. The reward is read at the last token, the start of
+the assistant's answer to "Does the reply follow them? Answer Yes or No." (see
+`train.init_yes_no_head`).
 
 Token ids are always built as `ids(prefix) + ids(suffix)`, in training and in scoring,
 so prefix sharing gives exactly the inputs of plain scoring. Principle strings may be
