@@ -6,7 +6,8 @@ Input, one record per line: {"prompt": str, "response": str, "principles": [str,
 (each principle is free text: a definition sentence, optionally "Name: definition");
 `prompt` may also be a conversation (a list of {"role", "content"} messages ending with
 a user turn): the RM reads every turn, dropping the oldest ones when the input is longer
-than its max_length (counted in the summary). Other fields are kept. Output: the same records, in input order, with "reward" added.
+than its max_length (counted in the summary). Other fields are kept. Output: the same
+records, in input order, with "reward" added.
 
 Records are scored in chunks sorted so that identical (prompt, response) pairs sit
 together (their prefix is computed once for all their principle lists) and lengths are

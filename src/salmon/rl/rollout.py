@@ -9,8 +9,8 @@ without the interruption, and the processes of a DDP run each take their own sli
                 every intervention principle, for each prompt
     responses   HF `generate` with left padding, sampling at `temperature`
 
-Prompts whose chat-formatted tokens exceed the query budget are shortened (a
-conversation's oldest turns first, then the last user text at its end) and counted. Only HF generation is implemented: there is no
+Prompts whose chat-formatted tokens exceed the query budget are shortened (the user's
+text is cut at its end) and counted. Only HF generation is implemented: there is no
 vLLM backend (it needs adapter weights synced into the engine after every update).
 """
 
