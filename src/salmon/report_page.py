@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from salmon import report_plots
+from salmon.conversation import request_text
 from salmon.machine import REFERENCE_GFLOPS, normalised_seconds
 from salmon.stats import excludes_zero
 
@@ -242,7 +243,7 @@ def examples_section(rows: list[dict[str, Any]]) -> Section | None:
         return None
     return Section("Before / after examples", ["The first held-out prompts with both policies' answers."],
                    ["prompt", "before RL", "after RL"],
-                   [[_cell(r["prompt"]), _cell(r["before"]), _cell(r.get("after") or "")] for r in rows], wrap=True)
+                   [[_cell(request_text(r["prompt"])), _cell(r["before"]), _cell(r.get("after") or "")] for r in rows], wrap=True)
 
 
 def raw_section(m: dict[str, Any]) -> Section:
