@@ -66,6 +66,12 @@ class EvalConfig:
     seed: int = opt(0, "Seed")
     progress: bool = opt(True, "Show progress bars", resume_safe=True)
 
+    def validate(self) -> None:
+        for name in ("limit", "redteam_limit", "max_new_tokens", "redteam_max_new_tokens", "batch_size", "bootstrap"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise SalmonError(f"--{name.replace('_', '-')} must be at least 1")
+
 
 def labeled_path(spec: str) -> Path:
     from importlib import resources

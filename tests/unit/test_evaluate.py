@@ -23,6 +23,12 @@ def test_before_after_by_hand():
     assert not any(k.startswith("policy.diff") for k in before_after({"before": values["before"]}))
 
 
+@pytest.mark.parametrize("flag", ["limit", "redteam_limit", "redteam_max_new_tokens", "bootstrap"])
+def test_bad_sizes_are_refused(cli, flag):
+    code, _, err = cli("eval", f"--{flag.replace('_', '-')}", "0", "--out", "/nonexistent/x")
+    assert code != 0 and f"--{flag.replace('_', '-')} must be at least 1" in err
+
+
 def test_common_prompts_pairs_by_id_in_one_order():
     gens = {"before": [{"id": "a"}, {"id": "b"}, {"id": "c"}], "after": [{"id": "c", "x": 1}, {"id": "a"}]}
     out = common_prompts(gens)
