@@ -118,9 +118,12 @@ def _md_cell(c: page.Cell) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _html_cell(c: page.Cell) -> str:
+def _html_cell(c: page.Cell, figures: bool) -> str:
     if isinstance(c, tuple):
         return f'<td class="verdict"><span class="{c[1]}">{html.escape(c[0])}</span></td>'
+    value, sep, ci = c.partition(" [")  # "61.0% [52.0, 70.0%]": the interval on a second, quieter line
+    if figures and sep and ci.endswith("]"):
+        return f"<td>{html.escape(value)}<br><span class='ci'>[{html.escape(ci)}</span></td>"
     return f"<td>{html.escape(c)}</td>"
 
 
@@ -131,7 +134,7 @@ td,th{border:1px solid #ddd;padding:4px 8px;vertical-align:top;font-size:14px;te
 th{background:#f4f4f4}td{font-variant-numeric:tabular-nums}table.figures td{white-space:nowrap}
 table.figures td:first-child,table.figures td.verdict{white-space:normal;min-width:10em}
 .glance{background:#f6f8fa;border-left:4px solid #1f77b4;padding:.4em 1em .4em 2em}
-.noise{color:#666}.up{color:#1f5fa0;font-weight:600}.down{color:#b35900;font-weight:600}
+.ci{color:#666;font-size:12px}.noise{color:#666}.up{color:#1f5fa0;font-weight:600}.down{color:#b35900;font-weight:600}
 img{max-width:100%}summary{cursor:pointer;font-weight:600}"""
 
 
@@ -142,8 +145,9 @@ def render_html(title: str, sub: str, glance: list[str], sections: list[page.Sec
     for s in sections:
         inner = "".join(f"<p>{html.escape(t)}</p>" for t in s.sentences)
         if s.rows:
-            inner += (f"<table class='{'prose' if s.wrap else 'figures'}'><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in s.header) + "</tr>"
-                      + "".join("<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in s.rows) + "</table>")
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in s.header)
+            rows = "".join("<tr>" + "".join(_html_cell(c, not s.wrap) for c in row) + "</tr>" for row in s.rows)
+            inner += f"<table class='{'prose' if s.wrap else 'figures'}'><tr>{head}</tr>{rows}</table>"
         inner += "".join(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{png}">' for png, alt in s.images)
         body.append(f"<section><details><summary>{html.escape(s.title)}</summary>{inner}</details></section>"
                     if s.details else f"<section><h2>{html.escape(s.title)}</h2>{inner}</section>")
