@@ -178,16 +178,31 @@ def load_principles(spec: str | Path) -> list[Principle]:
 
 def sample_principles(
     principles: list[Principle], k: int, rng: np.random.Generator,
-    prompt_type: str | None = None, boost: float = 2.0,
+    prompt_type: str | None = None, boost: float = 2.0, boost_mode: str = "multiply",
 ) -> list[Principle]:
-    """Draw `k` distinct principles with probability proportional to weight, multiplying
-    the weight of principles tagged with `prompt_type` by `boost` (SALMON's RL-time
-    sampling). Returns all of them (in file order) when there are at most `k`."""
+    """Draw `k` distinct principles with probability proportional to weight, boosting
+    principles tagged with `prompt_type` (SALMON's RL-time sampling): `boost_mode`
+    "multiply" multiplies their weight by `boost`, "add" adds `boost` to it (the reference
+    adds 128, which makes their selection near-certain). Returns all of them (in file
+    order) when there are at most `k`."""
     if k >= len(principles):
         return list(principles)
-    w = np.array([p.weight * (boost if prompt_type and prompt_type in p.tags else 1.0) for p in principles])
+    w = np.array([boosted_weight(p.weight, bool(prompt_type and prompt_type in p.tags), boost, boost_mode)
+                  for p in principles])
     idx = rng.choice(len(principles), size=k, replace=False, p=w / w.sum())
     return [principles[i] for i in sorted(idx)]
+
+
+BOOST_MODES = ("multiply", "add")
+
+
+def boosted_weight(weight: float, tagged: bool, boost: float, mode: str = "multiply") -> float:
+    """A principle's sampling weight after the prompt-type boost (untagged: unchanged)."""
+    if mode not in BOOST_MODES:
+        raise ValueError(f"unknown boost mode {mode!r} (expected one of {BOOST_MODES})")
+    if not tagged:
+        return weight
+    return weight + boost if mode == "add" else weight * boost
 
 
 def describe(principles: list[Principle]) -> str:

@@ -6,8 +6,9 @@ causal LM is loaded once and wrapped by PEFT with named adapters:
     policy     trainable LoRA; the model being trained (stacked on `sft` when --policy
                is itself an adapter folder)
     reference  the same weights with our adapters off (base, or base + `sft`)
-    value      trainable LoRA initialised from the reward adapter, plus a value head
-               initialised from the reward model's score head (the paper's choice)
+    value      trainable LoRA initialised from the reward adapter, plus a value head that
+               starts as a copy of the reward model's score head (`value_head="copy"`, our
+               default) or at zero (`"zero"`, the SALMON reference code's choice)
     reward     the reward model's LoRA adapter and score head, frozen
 
 `Role` says which module and which adapters answer for each; `ActorCritic` runs the
@@ -264,8 +265,9 @@ def same_vocab(a, b) -> bool:
 
 def load_rl_models(policy_spec: str, rm_path: str, lora: LoraSettings, *, share_base: bool = True,
                    device: str = "auto", dtype: str = "auto", seed: int = 0,
-                   rm_batch_size: int = 8, checkpointing: bool = False) -> RLModels:
+                   rm_batch_size: int = 8, checkpointing: bool = False, value_head: str = "copy") -> RLModels:
     """Load policy, reference, value and reward, sharing one base copy where possible.
+    `value_head`: "copy" starts the value head as the RM's score head, "zero" at zero.
 
     `checkpointing` recomputes each pass in the backward instead of keeping its
     activations (less memory, about a third more compute in the update)."""
@@ -301,7 +303,7 @@ def load_rl_models(policy_spec: str, rm_path: str, lora: LoraSettings, *, share_
     else:
         value_cfg, (value_state, head_state) = rm_lora_config(path), split_rm_state(path)
     value_lm = attach(lm if share_base else fresh_lm(), VALUE, value_cfg, value_state)
-    value_head = head_from(head_state, hidden, trainable=True).to(dev)
+    value_head = head_from(head_state if value_head == "copy" else None, hidden, trainable=True).to(dev)
     if reason is None and share_base:
         attach(lm, REWARD, rm_lora_config(path), value_state)
         reward: Any = SharedReward(Role(lm, [REWARD]), head_from(head_state, hidden, False).to(dev),
