@@ -22,7 +22,7 @@ REFERENCE_FIELDS = {
                   "banned_phrase_prob", "drop_wrong_language", "rule_skip_types", "passes"),
     "train_rm": ("templates", "head_init"),
     "rl": ("type_boost", "type_boost_mode", "type_boost_types", "value_head_init", "kl_estimator", "kl_clamp",
-           "gamma", "lam", "whiten_rewards", "length_bonus_coef"),
+           "gamma", "lam", "whiten_rewards", "reward_scale", "normalize_reward", "length_bonus_coef", "ppo_epochs"),
 }
 
 

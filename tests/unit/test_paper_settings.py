@@ -48,6 +48,7 @@ def test_paper_config_resolves_to_the_reference_settings(paper):
     assert (rl.type_boost, rl.type_boost_mode, rl.type_boost_types) == (128.0, "add", ["reasoning", "redteam"])
     assert (rl.value_head_init, rl.kl_estimator, rl.kl_clamp, rl.gamma, rl.lam, rl.whiten_rewards) == \
         ("zero", "k1", True, 1.0, 1.0, False)
+    assert (rl.reward_scale, rl.normalize_reward) == (10.0, False)
     assert (rl.max_principles, rl.ppo_epochs, rl.kl_coef, rl.length_bonus_coef, rl.length_bonus_cap,
             rl.unfinished_penalty, rl.temperature) == (3, 2, 0.01, 5.0, 0.8, -6.0, 0.7)
 

@@ -71,6 +71,8 @@ class RLConfig:
     ent_coef: float = opt(0.0, "Entropy bonus weight")
     max_grad_norm: float = opt(1.0, "Gradient clipping (global norm)")
     whiten_rewards: bool = opt(True, "Scale token rewards to unit variance per batch (the reference does not)")
+    reward_scale: float = opt(1.0, "Multiply token rewards by this before GAE (the reference: 10, with rewards "
+                                    "not whitened)")
     value_head_init: str = opt("copy", "Value head start: copy (the RM's score head) or zero (the reference); "
                                        "the value LoRA is the RM's in both")
     normalize_reward: bool = opt(True, "Standardise RM scores with the RM's training mean and std")
@@ -251,6 +253,7 @@ def experience(models, pool, principles, interventions, cfg: RLConfig, step: int
     rewards = S.token_rewards(scores, kl, rmask, cfg.kl_coef)
     if cfg.whiten_rewards:
         rewards = S.whiten(rewards, rmask, shift_mean=False)
+    rewards = rewards * cfg.reward_scale
     values = values * rmask
     advantages, returns = S.gae(rewards, values, cfg.gamma, cfg.lam, rmask)
     advantages = S.whiten(advantages, rmask)
