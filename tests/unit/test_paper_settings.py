@@ -198,7 +198,8 @@ def test_value_head_zero_at_start_and_value_lora_from_the_rm(tiny_model, random_
 
     m = load_rl_models(str(tiny_model), str(random_rm), LoraSettings(r=4, alpha=8), device="cpu", value_head="zero")
     head = m.actor_critic.value_head
-    assert torch.count_nonzero(head.weight) == 0 and head.bias is None and head.weight.requires_grad
+    assert torch.count_nonzero(head.weight) == 0 and head.weight.requires_grad
+    assert head.bias is not None and float(head.bias) == 0.0 and head.bias.requires_grad  # the reference's head has a bias
     lora, rm_head = split_rm_state(random_rm)
     value_state = [v for k, v in m.actor_critic.value_lm.state_dict().items() if ".value." in k and "lora_" in k]
     rm_lora = [v for k, v in lora.items() if "lora_" in k]

@@ -206,8 +206,9 @@ def split_rm_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch
     return lora, head
 
 
-def head_from(state: dict[str, torch.Tensor] | None, hidden: int, trainable: bool) -> nn.Linear:
-    head = nn.Linear(hidden, 1, bias=bool(state and "bias" in state))
+def head_from(state: dict[str, torch.Tensor] | None, hidden: int, trainable: bool, bias: bool = False) -> nn.Linear:
+    """A one-output head: a copy of `state`, or all zeros (with a zero bias if `bias`)."""
+    head = nn.Linear(hidden, 1, bias=bool(state and "bias" in state) or (state is None and bias))
     with torch.no_grad():
         if state:
             head.weight.copy_(state["weight"].float())
@@ -215,6 +216,8 @@ def head_from(state: dict[str, torch.Tensor] | None, hidden: int, trainable: boo
                 head.bias.copy_(state["bias"].float())
         else:
             head.weight.zero_()
+            if head.bias is not None:
+                head.bias.zero_()
     head.requires_grad_(trainable)
     return head
 
@@ -303,7 +306,8 @@ def load_rl_models(policy_spec: str, rm_path: str, lora: LoraSettings, *, share_
     else:
         value_cfg, (value_state, head_state) = rm_lora_config(path), split_rm_state(path)
     value_lm = attach(lm if share_base else fresh_lm(), VALUE, value_cfg, value_state)
-    value_head = head_from(head_state if value_head == "copy" else None, hidden, trainable=True).to(dev)
+    value_head = head_from(head_state if value_head == "copy" else None, hidden, trainable=True,
+                           bias=value_head == "zero").to(dev)
     if reason is None and share_base:
         attach(lm, REWARD, rm_lora_config(path), value_state)
         reward: Any = SharedReward(Role(lm, [REWARD]), head_from(head_state, hidden, False).to(dev),
