@@ -215,9 +215,8 @@ def head_from(state: dict[str, torch.Tensor] | None, hidden: int, trainable: boo
             if "bias" in state:
                 head.bias.copy_(state["bias"].float())
         else:
-            head.weight.zero_()
-            if head.bias is not None:
-                head.bias.zero_()
+            for param in head.parameters():
+                param.zero_()
     head.requires_grad_(trainable)
     return head
 
@@ -270,10 +269,8 @@ def load_rl_models(policy_spec: str, rm_path: str, lora: LoraSettings, *, share_
                    device: str = "auto", dtype: str = "auto", seed: int = 0,
                    rm_batch_size: int = 8, checkpointing: bool = False, value_head: str = "copy") -> RLModels:
     """Load policy, reference, value and reward, sharing one base copy where possible.
-    `value_head`: "copy" starts the value head as the RM's score head, "zero" at zero.
-
-    `checkpointing` recomputes each pass in the backward instead of keeping its
-    activations (less memory, about a third more compute in the update)."""
+    `value_head`: "copy" (the RM's score head) or "zero"; `checkpointing` recomputes each
+    pass in the backward instead of keeping its activations (less memory, a third more compute)."""
     from transformers import AutoTokenizer
 
     from salmon.models import load_causal_lm, load_tokenizer, pick_device
