@@ -9,14 +9,19 @@ the one the judge feels most strongly about:
    it only when both presentation orders agree in sign (the paper), `mean` keeps the
    order-debiased mean always;
 2. divide each principle's kept scores by their standard deviation over the data set, so
-   principles the judge scores on different scales compete fairly;
-3. per example draw k ~ Geometric(p=0.2) principles (at most `max_principles`) in random
-   display order, negate each with probability 0.5 (its score flips sign and its negation
-   text is shown), and let the largest |score| pick `chosen`; exact ties and draws whose
-   principles were all dropped by `strict` are skipped;
+   principles the judge scores on different scales compete fairly (`scale: order_var`:
+   by the variance of the single-order scores, as the reference code does);
+3. per example draw k ~ Geometric(p=0.2) principles (above `max_principles`: clipped, or
+   redrawn with `count_policy: redraw` as the reference) in random display order, negate
+   each with probability 0.5 (its score flips sign and its negation text is shown), and
+   let the largest |score| pick `chosen`; exact ties and draws whose principles were all
+   dropped by `strict` are skipped;
 4. symbolic rules (`salmon.rules`) that fire on a pair override the judge under any
    principle list (a sampled negation of the principle a rule checks flips its label);
-5. repeat for `passes` passes with fresh draws; optional label noise.
+   `banned_phrase_prob` < 1 lets banned_phrase decide only that often, and
+   `drop_wrong_language` drops pairs with both responses in the wrong language;
+5. repeat for `passes` passes with fresh draws; optional label noise (`label_noise` for
+   judge labels, `rule_label_noise` for rule labels).
 
 Draws come from `numpy.random.default_rng([seed, pass, pair index])`, so each example is
 reproducible on its own. Output (the dataset first, summary.json last as the finished mark):
@@ -46,7 +51,7 @@ from salmon.errors import SalmonError
 from salmon.jsonl import iter_jsonl
 from salmon.principles import Principle, load_principles, parse_principle
 from salmon.progress import info
-from salmon.rules import RULES, apply_rules
+from salmon.rules import RULES, apply_rules, both_wrong_language
 from salmon.stage import StageFiles
 
 
@@ -57,12 +62,22 @@ class AggregateConfig:
     principles: str = opt("judge", "Principle file the judge used (path or built-in name)")
     out: str = opt("rm_data", "Output folder (dataset/, config.yaml, summary.json)")
     consistency: str = opt("strict", "strict: keep a score only when both orders agree in sign; mean: the debiased mean")
-    normalize: bool = opt(True, "Divide each principle's scores by their standard deviation over the data set")
+    normalize: bool = opt(True, "Divide each principle's scores by their spread over the data set (see --scale)")
+    scale: str = opt("kept_std", "kept_std: standard deviation of the kept mean scores; order_var: variance of "
+                                 "the single-order scores (score_ab and score_ba), as the SALMON reference code")
     passes: int = opt(4, "Passes over the pairs, each with fresh principle draws")
     geometric_p: float = opt(0.2, "Number of principles per example ~ Geometric(p)")
     max_principles: int = opt(8, "Cap on principles shown per example")
+    count_policy: str = opt("clip", "A draw above --max-principles: clip (use the cap) or redraw (the reference; "
+                                    "mean 3.4 instead of 4.2 at p=0.2, cap 8)")
     negation_prob: float = opt(0.5, "Probability of showing a principle's negation (its score flips sign)")
-    label_noise: float = opt(0.0, "Probability of flipping an example's label (robustness experiments)")
+    label_noise: float = opt(0.0, "Probability of flipping a judge-decided example's label (reference: 0.1)")
+    rule_label_noise: float | None = opt(None, "Probability of flipping a rule-decided label (reference: 0.25); "
+                                               "empty: the same as --label-noise")
+    banned_phrase_prob: float = opt(1.0, "Probability that the banned_phrase rule, having fired, decides an "
+                                         "example (reference: 0.5; otherwise the judge decides)")
+    drop_wrong_language: bool = opt(False, "Drop pairs whose two responses are both confidently in a language "
+                                           "other than the user's (the reference drops them)")
     min_margin: float = opt(0.0, "Skip examples whose deciding |normalised score| is at most this")
     rules: list[str] = opt(list(RULES), "Symbolic rules that override the judge (comma-separated; '' for none)")
     rule_skip_types: list[str] = opt(["redteam"], "Pair types on which rules stay silent (a boilerplate refusal may be right there)")
@@ -77,6 +92,14 @@ class AggregateConfig:
             raise SalmonError(f"--geometric-p must be in (0, 1], got {self.geometric_p}")
         if not 0 <= self.negation_prob <= 1 or not 0 <= self.label_noise <= 0.5:
             raise SalmonError("--negation-prob must be in [0, 1] and --label-noise in [0, 0.5]")
+        if self.rule_label_noise is not None and not 0 <= self.rule_label_noise <= 0.5:
+            raise SalmonError(f"--rule-label-noise must be in [0, 0.5], got {self.rule_label_noise}")
+        if not 0 <= self.banned_phrase_prob <= 1:
+            raise SalmonError(f"--banned-phrase-prob must be in [0, 1], got {self.banned_phrase_prob}")
+        if self.count_policy not in COUNT_POLICIES:
+            raise SalmonError(f"--count-policy must be one of {', '.join(COUNT_POLICIES)}, got {self.count_policy!r}")
+        if self.scale not in SCALES:
+            raise SalmonError(f"--scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
         if self.min_margin < 0:
             raise SalmonError(f"--min-margin must be >= 0, got {self.min_margin}")
         unknown = [r for r in self.rules if r not in RULES]
@@ -110,11 +133,35 @@ def principle_scale(values: list[float], fallback: float = 1.0) -> float:
     return std if std > 0 else fallback
 
 
+def order_variance(pairs_of_scores: list[tuple[float, float]], fallback: float = 1.0) -> float:
+    """The SALMON reference's scale: the (population) variance of the single-order scores,
+    score_ab and score_ba pooled, or `fallback` when it is undefined or zero."""
+    values = [v for ab_ba in pairs_of_scores for v in ab_ba]
+    if len(values) < 2:
+        return fallback
+    var = float(np.var(np.asarray(values, dtype=np.float64)))
+    return var if var > 0 else fallback
+
+
+SCALES = ("kept_std", "order_var")
+COUNT_POLICIES = ("clip", "redraw")
+
+
+def draw_count(rng: np.random.Generator, geometric_p: float, max_principles: int, policy: str = "clip") -> int:
+    """k ~ Geometric(p) on {1, 2, ...}; above the cap, `clip` uses the cap (mean (1 - (1-p)^cap) / p,
+    4.16 at p=0.2, cap 8) and `redraw` draws again (the reference: a truncated geometric,
+    mean 1/p - cap (1-p)^cap / (1 - (1-p)^cap), 3.39 at p=0.2, cap 8)."""
+    k = int(rng.geometric(geometric_p))
+    while policy == "redraw" and k > max_principles:
+        k = int(rng.geometric(geometric_p))
+    return min(k, max_principles)
+
+
 def draw_principles(rng: np.random.Generator, n: int, geometric_p: float, max_principles: int,
-                    negation_prob: float) -> tuple[np.ndarray, np.ndarray]:
+                    negation_prob: float, count_policy: str = "clip") -> tuple[np.ndarray, np.ndarray]:
     """(indices of the principles shown, in display order; which of them are negated).
-    k = min(Geometric(p), max_principles, n) >= 1; the subset is a random permutation's head."""
-    k = min(int(rng.geometric(geometric_p)), max_principles, n)
+    k = min(draw_count(...), n) >= 1; the subset is a random permutation's head."""
+    k = min(draw_count(rng, geometric_p, max_principles, count_policy), n)
     idx = rng.permutation(n)[:k]
     negated = rng.random(k) < negation_prob
     return idx, negated
@@ -205,23 +252,29 @@ def read_judgments(path: str, pairs: dict[str, dict[str, Any]], principles: list
 
 
 def score_table(pairs: dict[str, dict[str, Any]], judged: dict[str, dict[str, tuple[float, float, float]]],
-                principles_of: dict[str, dict[str, Principle]], consistency: str, normalize: bool
-                ) -> tuple[list[PairScores], dict[str, float], dict[str, float]]:
+                principles_of: dict[str, dict[str, Principle]], consistency: str, normalize: bool,
+                scale: str = "kept_std") -> tuple[list[PairScores], dict[str, float], dict[str, float]]:
     """Judged pairs (input order) with policy-filtered, normalised scores; the scale and the
-    consistency rate of each principle."""
+    consistency rate of each principle (`scale`: see AggregateConfig.scale)."""
     policy = CONSISTENCY[consistency]
     kept: dict[str, list[float]] = {}
+    orders: dict[str, list[tuple[float, float]]] = {}
     agree: dict[str, list[bool]] = {}
     for verdicts in judged.values():
         for name, (ab, ba, s) in verdicts.items():
             agree.setdefault(name, []).append(strict_score(ab, ba, s) is not None)
+            orders.setdefault(name, []).append((ab, ba))
             v = policy(ab, ba, s)
             if v is not None:
                 kept.setdefault(name, []).append(v)
-    # A principle with under two kept scores (common under `strict` with a weak judge) gets
-    # the pooled scale of all principles, so it competes on the same footing as the rest.
-    pooled = principle_scale([v for vs in kept.values() for v in vs])
-    scales = {n: principle_scale(kept.get(n, []), pooled) if normalize else 1.0 for n in agree}
+    # A principle with under two scores (common under `strict` with a weak judge) gets the
+    # pooled scale of all principles, so it competes on the same footing as the rest.
+    if scale == "order_var":
+        pooled = order_variance([o for os_ in orders.values() for o in os_])
+        scales = {n: order_variance(orders[n], pooled) if normalize else 1.0 for n in agree}
+    else:
+        pooled = principle_scale([v for vs in kept.values() for v in vs])
+        scales = {n: principle_scale(kept.get(n, []), pooled) if normalize else 1.0 for n in agree}
     table = []
     for pid, pair in pairs.items():
         if pid not in judged:
@@ -241,8 +294,10 @@ def make_example(item: PairScores, rule: tuple[str, int], rng: np.random.Generat
     """One training example for (pass, pair), or None; also the skip reason and the
     judge's own label (0 when it has none) for comparison with a rule."""
     idx, negated = draw_principles(rng, len(item.principles), cfg.geometric_p, cfg.max_principles,
-                                   cfg.negation_prob)
-    noise = rng.random() < cfg.label_noise
+                                   cfg.negation_prob, cfg.count_policy)
+    u_noise = rng.random()
+    rule = rule_applies(rule, rng, cfg)
+    noise = u_noise < (cfg.label_noise if not rule[0] or cfg.rule_label_noise is None else cfg.rule_label_noise)
     drawn = list(zip(idx.tolist(), negated.tolist(), strict=True))
     shown = [item.principles[i].negated() if ng else item.principles[i] for i, ng in drawn]
     signed = [None if item.scores[i] is None else (-1.0 if ng else 1.0) * item.scores[i] for i, ng in drawn]
@@ -270,6 +325,15 @@ def make_example(item: PairScores, rule: tuple[str, int], rng: np.random.Generat
     }, "", judge_label
 
 
+def rule_applies(rule: tuple[str, int], rng: np.random.Generator, cfg: AggregateConfig) -> tuple[str, int]:
+    """The rule that fired, or ("", 0) when the banned_phrase rule loses its
+    `banned_phrase_prob` draw (the judge then decides). Draws only when the probability is
+    below 1, so default runs keep their random stream."""
+    if rule[0] == "banned_phrase" and cfg.banned_phrase_prob < 1.0 and rng.random() >= cfg.banned_phrase_prob:
+        return "", 0
+    return rule
+
+
 def pair_rule(pair: dict[str, Any], cfg: AggregateConfig) -> tuple[str, int]:
     """(rule, verdict) for a pair, ("", 0) when none fires."""
     if pair.get("type") in cfg.rule_skip_types:
@@ -282,10 +346,15 @@ def pair_rule(pair: dict[str, Any], cfg: AggregateConfig) -> tuple[str, int]:
 def build_examples(table: list[PairScores], cfg: AggregateConfig) -> tuple[list[dict[str, Any]], Counter]:
     """All examples, pass by pass in pair order, and counts of what was skipped and why."""
     rules = [pair_rule(item.pair, cfg) for item in table]
+    wrong = [cfg.drop_wrong_language and both_wrong_language(item.pair["prompt"], item.pair["response_a"],
+                                                             item.pair["response_b"]) for item in table]
     examples, counts = [], Counter()
     counts.update(f"rule_fired:{name}" for name, _ in rules if name)
     for p in range(cfg.passes):
         for i, item in enumerate(table):
+            if wrong[i]:
+                counts["skipped:both_wrong_language"] += 1
+                continue
             rng = np.random.default_rng([cfg.seed, p, i])
             ex, reason, _ = make_example(item, rules[i], rng, p, cfg)
             if ex is None:
@@ -372,7 +441,8 @@ def aggregate(cfg: AggregateConfig) -> Path:
         raise SalmonError(f"{cfg.judgments}: no judgments; run `salmon judge` on {cfg.pairs} first")
     if files.begin(cfg):
         return files.out
-    table, scales, consistency = score_table(pairs, judged, principles_of, cfg.consistency, cfg.normalize)
+    table, scales, consistency = score_table(pairs, judged, principles_of, cfg.consistency, cfg.normalize,
+                                             cfg.scale)
     examples, counts = build_examples(table, cfg)
     summary = summarize(examples, counts, len(pairs), len(table), cfg, scales, consistency)
     if not examples:

@@ -29,6 +29,7 @@ from salmon.jsonl import atomic_write_text
 from salmon.machine import record_machine_in_subprocess
 from salmon.manifest import input_digest, read_manifest
 from salmon.progress import info
+from salmon.run_settings import record_settings, settings_block
 
 STAGE_ORDER = ["self_align", "sft", "generate", "pairs", "judge", "aggregate", "train_rm", "rl",
                "evaluate", "report"]
@@ -183,6 +184,7 @@ def run_pipeline(config: str | None = None, out: str | None = None, from_stage: 
                 _move_aside(d / s)
         for s in stages:
             _run_stage(s, configs[s], _inputs(s, wiring[s]), d)
+        record_settings(d, settings_block(config or str(default_config_path()), run, configs))
     finally:
         lock.close()
     info(f"run complete: {d}")

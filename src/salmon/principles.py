@@ -5,7 +5,7 @@ A principle collection is a YAML file:
     principles:
       - name: Concise
         definition: The response is short and to the point.
-        negation: The response is long-winded.      # optional, derived if absent
+        negation: The response is long-winded.      # optional, derived if absent (salmon.negation)
         weight: 1.0                                  # optional, RL-time sampling weight
         tags: [general]                              # optional, prompt-type boosts
 
@@ -25,6 +25,10 @@ import numpy as np
 
 from salmon.config import read_yaml
 from salmon.errors import SalmonError
+from salmon.negation import derive_negation, negate_main_clause
+
+__all__ = ["Principle", "derive_negation", "load_principles", "parse_principle", "principle_from_text",
+           "sample_principles"]
 
 ALLOWED_KEYS = {"name", "definition", "negation", "weight", "tags"}
 BUILTIN_DIR = "data/principles"
@@ -49,32 +53,6 @@ class Principle:
 
     def render(self, with_name: bool = True) -> str:
         return f"{self.name}: {self.definition}" if with_name else self.definition
-
-
-_NEGATABLE = re.compile(
-    r"\b(should|must|will|can|does|do|is|are|has|have)\b(?!\s+not\b)", re.IGNORECASE
-)
-
-
-def derive_negation(definition: str) -> str:
-    """A default negation: put "not" after the first auxiliary verb ("The response is
-    concise" -> "The response is not concise"); otherwise prefix a plain denial.
-
-    "has"/"have" as a main verb become "does not have".
-    """
-    text = definition.strip()
-    m = _NEGATABLE.search(text)
-    if m:
-        verb = m.group(1)
-        low = verb.lower()
-        if low in ("has", "have"):
-            repl = "does not have" if low == "has" else "do not have"
-            if verb[0].isupper():
-                repl = repl.capitalize()
-        else:
-            repl = f"{verb} not"
-        return text[: m.start()] + repl + text[m.end():]
-    return f"It is not the case that: {text}"
 
 
 def parse_principle(raw: object, where: str) -> Principle:
@@ -106,6 +84,9 @@ def parse_principle(raw: object, where: str) -> Principle:
         tags = [tags]
     if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
         raise SalmonError(f"{where}: 'tags' must be a list of words")
+    if not negation.strip() and negate_main_clause(definition) is None:
+        raise SalmonError(f"{where}: cannot tell which clause of the definition to negate; "
+                          "add an explicit 'negation:' (the definition's opposite)")
     return Principle(
         name=name.strip(), definition=" ".join(definition.split()), negation=" ".join(negation.split()),
         weight=float(weight), tags=tuple(t.strip().lower() for t in tags),
@@ -178,16 +159,31 @@ def load_principles(spec: str | Path) -> list[Principle]:
 
 def sample_principles(
     principles: list[Principle], k: int, rng: np.random.Generator,
-    prompt_type: str | None = None, boost: float = 2.0,
+    prompt_type: str | None = None, boost: float = 2.0, boost_mode: str = "multiply",
 ) -> list[Principle]:
-    """Draw `k` distinct principles with probability proportional to weight, multiplying
-    the weight of principles tagged with `prompt_type` by `boost` (SALMON's RL-time
-    sampling). Returns all of them (in file order) when there are at most `k`."""
+    """Draw `k` distinct principles with probability proportional to weight, boosting
+    principles tagged with `prompt_type` (SALMON's RL-time sampling): `boost_mode`
+    "multiply" multiplies their weight by `boost`, "add" adds `boost` to it (the reference
+    adds 128, which makes their selection near-certain). Returns all of them (in file
+    order) when there are at most `k`."""
     if k >= len(principles):
         return list(principles)
-    w = np.array([p.weight * (boost if prompt_type and prompt_type in p.tags else 1.0) for p in principles])
+    w = np.array([boosted_weight(p.weight, bool(prompt_type and prompt_type in p.tags), boost, boost_mode)
+                  for p in principles])
     idx = rng.choice(len(principles), size=k, replace=False, p=w / w.sum())
     return [principles[i] for i in sorted(idx)]
+
+
+BOOST_MODES = ("multiply", "add")
+
+
+def boosted_weight(weight: float, tagged: bool, boost: float, mode: str = "multiply") -> float:
+    """A principle's sampling weight after the prompt-type boost (untagged: unchanged)."""
+    if mode not in BOOST_MODES:
+        raise ValueError(f"unknown boost mode {mode!r} (expected one of {BOOST_MODES})")
+    if not tagged:
+        return weight
+    return weight + boost if mode == "add" else weight * boost
 
 
 def describe(principles: list[Principle]) -> str:

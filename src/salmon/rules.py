@@ -245,6 +245,18 @@ def language_mismatch(prompt: str, response_a: str, response_b: str) -> int:
     return 1 if match_a else -1
 
 
+def both_wrong_language(prompt: str, response_a: str, response_b: str) -> bool:
+    """True when both responses are confidently in a language other than the one the user
+    asked for or wrote in (the SALMON reference drops such pairs). Undecided -> False."""
+    expected, mentioned = requested_language(prompt)
+    if expected is None:
+        expected = None if mentioned else detect_language(prompt)
+    langs = [detect_language(r) for r in (response_a, response_b)]
+    if expected is None or None in langs:
+        return False
+    return not any(same_language(lang, expected) for lang in langs)
+
+
 # --- list_count --------------------------------------------------------------------
 
 NUMBER_WORDS = {

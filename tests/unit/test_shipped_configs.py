@@ -12,7 +12,7 @@ CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if "accelerate" n
 
 def test_there_are_configs():
     names = {p.name for p in CONFIGS}
-    assert {"default.yaml", "smoke.yaml", "gpu-7b.yaml"} <= names
+    assert {"default.yaml", "smoke.yaml", "gpu-7b.yaml", "paper.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])

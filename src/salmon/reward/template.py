@@ -15,9 +15,16 @@ the assistant's answer to "Does the reply follow them? Answer Yes or No." (see
 Token ids are always built as `ids(prefix) + ids(suffix)`, in training and in scoring,
 so prefix sharing gives exactly the inputs of plain scoring. Principle strings may be
 "Name: definition"; the name is dropped, because training data carries definitions only.
+
+Training may rotate several wordings of the principles turn (`rm.txt`, `rm_judge.txt`,
+`rm_review.txt`; `train-rm --templates`), picked per example by a hash of its pair id
+(`template_for`), as the SALMON reference rotates its RM prompts by example id; scoring
+always uses `rm`.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from salmon.chat import render_chat
 from salmon.conversation import (
@@ -32,6 +39,7 @@ from salmon.principles import principle_from_text
 from salmon.templates import load_template, render
 
 TEMPLATE = "rm"
+RM_TEMPLATES = ("rm", "rm_judge", "rm_review")  # the wordings shipped; each ends with the Yes/No cue
 MIN_PREFIX_TOKENS = 32  # room the exchange keeps however long the principle list is
 ELLIPSIS = " …"
 
@@ -49,14 +57,24 @@ def bullet_list(principles: list[str]) -> str:
     return "\n".join(f"- {p}" for p in principles)
 
 
-def split_rm_input(tokenizer, prompt: Prompt, response: str, principles: list[str]) -> tuple[str, str]:
+def template_for(example_id: str, templates: list[str] | tuple[str, ...]) -> str:
+    """The template of one training example: templates[stable hash(example_id) % n]. Both
+    rows of a pair id get the same one, so twin rows differ only in their principles."""
+    if len(templates) == 1:
+        return templates[0]
+    digest = int(hashlib.sha256(str(example_id).encode("utf-8")).hexdigest()[:12], 16)
+    return templates[digest % len(templates)]
+
+
+def split_rm_input(tokenizer, prompt: Prompt, response: str, principles: list[str],
+                   template: str = TEMPLATE) -> tuple[str, str]:
     """(prefix, suffix): the rendered exchange, and the principles turn with the cue.
 
     For chat templates that rewrite earlier turns (so the exchange is not a text prefix of
     the whole), the prefix is empty and the suffix holds everything; sharing is then off.
     """
     exchange = [*as_messages(prompt), {"role": "assistant", "content": response}]
-    ask = {"role": "user", "content": render(load_template(TEMPLATE).strip(),
+    ask = {"role": "user", "content": render(load_template(template).strip(),
                                               principles=bullet_list(normalize_principles(principles)))}
     prefix = render_chat(tokenizer, exchange, add_generation_prompt=False)
     whole = render_chat(tokenizer, [*exchange, ask], add_generation_prompt=True)
@@ -81,7 +99,7 @@ def _cut(tokenizer, text: str, keep: int) -> str:
 
 
 def encode_rm_parts(tokenizer, prompt: Prompt, response: str, principles: list[str], max_length: int,
-                    stats: dict[str, int] | None = None) -> tuple[list[int], list[int]]:
+                    stats: dict[str, int] | None = None, template: str = TEMPLATE) -> tuple[list[int], list[int]]:
     """Token ids (prefix, suffix), at most `max_length` together.
 
     The principles are never cut: a list too long for `max_length` is an error. A long
@@ -90,7 +108,7 @@ def encode_rm_parts(tokenizer, prompt: Prompt, response: str, principles: list[s
     what was shortened: "truncated_turns" (messages dropped), "truncated_texts" (items
     whose response or last user text was cut).
     """
-    prefix, suffix = split_rm_input(tokenizer, prompt, response, principles)
+    prefix, suffix = split_rm_input(tokenizer, prompt, response, principles, template)
     suffix_ids = _ids(tokenizer, suffix)
     room = max_length - len(suffix_ids)
     if room < MIN_PREFIX_TOKENS:
@@ -100,13 +118,13 @@ def encode_rm_parts(tokenizer, prompt: Prompt, response: str, principles: list[s
     prefix_ids = _ids(tokenizer, prefix)
     if len(prefix_ids) > room and prefix:
         prompt, dropped = drop_oldest(
-            prompt, lambda p: len(_ids(tokenizer, split_rm_input(tokenizer, p, response, principles)[0])) <= room)
+            prompt, lambda p: len(_ids(tokenizer, split_rm_input(tokenizer, p, response, principles, template)[0])) <= room)
         if dropped:
             _count(stats, "truncated_turns", dropped)
-            prefix_ids = _ids(tokenizer, split_rm_input(tokenizer, prompt, response, principles)[0])
+            prefix_ids = _ids(tokenizer, split_rm_input(tokenizer, prompt, response, principles, template)[0])
         if len(prefix_ids) > room:
             _count(stats, "truncated_texts", 1)
-            prefix_ids = _shorten_exchange(tokenizer, prompt, response, principles, len(prefix_ids), room)
+            prefix_ids = _shorten_exchange(tokenizer, prompt, response, principles, len(prefix_ids), room, template)
     if len(prefix_ids) > room:  # a template with no separate prefix, or odd tokenisation
         prefix_ids = prefix_ids[:room]
     return prefix_ids, suffix_ids
@@ -118,7 +136,7 @@ def _count(stats: dict[str, int] | None, key: str, n: int) -> None:
 
 
 def _shorten_exchange(tokenizer, prompt: Prompt, response: str, principles: list[str],
-                      have: int, room: int) -> list[int]:
+                      have: int, room: int, template: str = TEMPLATE) -> list[int]:
     """Prefix ids of the exchange with the response (then the last user text) cut to fit `room`."""
     p_len, r_len = len(_ids(tokenizer, last_user_text(prompt))), len(_ids(tokenizer, response))
     overhead = have - p_len - r_len + 4  # chat markup and earlier turns, plus slack for the ellipsis
@@ -126,12 +144,14 @@ def _shorten_exchange(tokenizer, prompt: Prompt, response: str, principles: list
     p_keep = min(p_len, max(budget - r_len, budget // 2))
     r_keep = max(0, min(r_len, budget - p_keep))
     cut_prompt = with_last_user_text(prompt, _cut(tokenizer, last_user_text(prompt), p_keep))
-    prefix, _ = split_rm_input(tokenizer, cut_prompt, _cut(tokenizer, response, r_keep), principles)
+    prefix, _ = split_rm_input(tokenizer, cut_prompt, _cut(tokenizer, response, r_keep), principles, template)
     return _ids(tokenizer, prefix)
 
 
 def encode_rm_input(tokenizer, prompt: Prompt, response: str, principles: list[str],
-                    max_length: int, stats: dict[str, int] | None = None) -> list[int]:
+                    max_length: int, stats: dict[str, int] | None = None,
+                    template: str = TEMPLATE) -> list[int]:
     """Token ids of the whole input (prefix + suffix); the reward is read at the last one."""
-    prefix_ids, suffix_ids = encode_rm_parts(tokenizer, prompt, response, principles, max_length, stats)
+    prefix_ids, suffix_ids = encode_rm_parts(tokenizer, prompt, response, principles, max_length, stats,
+                                             template)
     return prefix_ids + suffix_ids

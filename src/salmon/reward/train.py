@@ -45,7 +45,7 @@ from salmon.errors import SalmonError
 from salmon.jsonl import atomic_write_text, iter_jsonl
 from salmon.progress import info
 from salmon.reward.model import InstructableRewardModel, load_seqcls
-from salmon.reward.template import TEMPLATE, encode_rm_input
+from salmon.reward.template import RM_TEMPLATES, TEMPLATE, encode_rm_input, template_for
 from salmon.stage import StageFiles
 
 REQUIRED_COLUMNS = ("prompt", "chosen", "rejected", "principles")
@@ -72,6 +72,8 @@ class TrainRMConfig:
     lora_r: int = opt(16, "LoRA rank")
     lora_alpha: int = opt(32, "LoRA alpha")
     lora_dropout: float = opt(0.0, "LoRA dropout")
+    templates: list[str] = opt(["rm"], "RM prompt wordings rotated over training examples by pair id "
+                                       f"(known: {', '.join(RM_TEMPLATES)}); scoring always uses 'rm'")
     head_init: str = opt("yes_no", "Score head start: yes_no (the LM's Yes-minus-No logit) or random")
     max_length: int = opt(512, "Maximum tokens per input; the response is cut first, principles never")
     eval_fraction: float = opt(0.1, "Share of pair_ids held out for accuracy (hash of pair_id)")
@@ -101,6 +103,9 @@ class TrainRMConfig:
             raise SalmonError("--max-length must be at least 64")
         if not 0 <= self.eval_fraction < 1:
             raise SalmonError("--eval-fraction must be in [0, 1)")
+        bad = [t for t in self.templates if t not in RM_TEMPLATES]
+        if bad or not self.templates:
+            raise SalmonError(f"--templates: unknown template {bad[0] if bad else ''!r} (known: {', '.join(RM_TEMPLATES)})")
         if self.head_init not in ("yes_no", "random"):
             raise SalmonError(f"--head-init {self.head_init}: expected yes_no or random")
         if self.max_steps is not None and self.max_steps < 0:
@@ -243,16 +248,19 @@ class TwinBatchSampler:
         return sum(len(u) for u in self.units)
 
 
-def tokenize_rows(rows: list[dict[str, Any]], tokenizer, max_length: int):
-    """A `datasets.Dataset` of {chosen_ids, rejected_ids} (RewardTrainer's pre-tokenised form)."""
+def tokenize_rows(rows: list[dict[str, Any]], tokenizer, max_length: int, templates: list[str] | None = None):
+    """A `datasets.Dataset` of {chosen_ids, rejected_ids} (RewardTrainer's pre-tokenised form),
+    each row under `template_for(pair_id, templates)` (default: the one scoring template)."""
     from datasets import Dataset
 
     data: dict[str, list] = {"chosen_ids": [], "rejected_ids": []}
     for n, r in enumerate(rows):
         where = f"training row {n} (pair_id {r.get('pair_id', '?')})"
+        template = template_for(str(r.get("pair_id", n)), templates or [TEMPLATE])
         try:
             for side in ("chosen", "rejected"):
-                data[f"{side}_ids"].append(encode_rm_input(tokenizer, r["prompt"], r[side], r["principles"], max_length))
+                data[f"{side}_ids"].append(encode_rm_input(tokenizer, r["prompt"], r[side], r["principles"], max_length,
+                                                           template=template))
         except SalmonError as e:
             raise SalmonError(f"{where}: {e}") from None
     return Dataset.from_dict(data)
@@ -442,7 +450,7 @@ def _split(rows: list[dict[str, Any]], tokenizer, cfg: TrainRMConfig):
     if not train_idx:
         raise SalmonError(f"--data {cfg.data}: every pair fell in the held-out split; lower --eval-fraction")
     train_rows = [rows[i] for i in train_idx]
-    train = tokenize_rows(train_rows, tokenizer, cfg.max_length)
+    train = tokenize_rows(train_rows, tokenizer, cfg.max_length, cfg.templates)
     held = tokenize_rows([rows[i] for i in held_idx], tokenizer, cfg.max_length) if held_idx else None
     return train, held, twin_units(train_rows)
 
@@ -509,7 +517,7 @@ def _finish(cfg: TrainRMConfig, files: StageFiles, model, tok, train, m: dict[st
     """Reward statistics, the RM folder, and the summary (last)."""
     import statistics
 
-    meta = {"base_model": cfg.model, "template": TEMPLATE, "max_length": cfg.max_length,
+    meta = {"base_model": cfg.model, "template": TEMPLATE, "train_templates": cfg.templates, "max_length": cfg.max_length,
             "reward_mean": 0.0, "reward_std": 1.0}
     model.eval()
     n = min(cfg.norm_samples, len(train))

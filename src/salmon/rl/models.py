@@ -6,8 +6,9 @@ causal LM is loaded once and wrapped by PEFT with named adapters:
     policy     trainable LoRA; the model being trained (stacked on `sft` when --policy
                is itself an adapter folder)
     reference  the same weights with our adapters off (base, or base + `sft`)
-    value      trainable LoRA initialised from the reward adapter, plus a value head
-               initialised from the reward model's score head (the paper's choice)
+    value      trainable LoRA initialised from the reward adapter, plus a value head that
+               starts as a copy of the reward model's score head (`value_head="copy"`, our
+               default) or at zero (`"zero"`, the SALMON reference code's choice)
     reward     the reward model's LoRA adapter and score head, frozen
 
 `Role` says which module and which adapters answer for each; `ActorCritic` runs the
@@ -205,15 +206,17 @@ def split_rm_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch
     return lora, head
 
 
-def head_from(state: dict[str, torch.Tensor] | None, hidden: int, trainable: bool) -> nn.Linear:
-    head = nn.Linear(hidden, 1, bias=bool(state and "bias" in state))
+def head_from(state: dict[str, torch.Tensor] | None, hidden: int, trainable: bool, bias: bool = False) -> nn.Linear:
+    """A one-output head: a copy of `state`, or all zeros (with a zero bias if `bias`)."""
+    head = nn.Linear(hidden, 1, bias=bool(state and "bias" in state) or (state is None and bias))
     with torch.no_grad():
         if state:
             head.weight.copy_(state["weight"].float())
             if "bias" in state:
                 head.bias.copy_(state["bias"].float())
         else:
-            head.weight.zero_()
+            for param in head.parameters():
+                param.zero_()
     head.requires_grad_(trainable)
     return head
 
@@ -264,11 +267,10 @@ def same_vocab(a, b) -> bool:
 
 def load_rl_models(policy_spec: str, rm_path: str, lora: LoraSettings, *, share_base: bool = True,
                    device: str = "auto", dtype: str = "auto", seed: int = 0,
-                   rm_batch_size: int = 8, checkpointing: bool = False) -> RLModels:
+                   rm_batch_size: int = 8, checkpointing: bool = False, value_head: str = "copy") -> RLModels:
     """Load policy, reference, value and reward, sharing one base copy where possible.
-
-    `checkpointing` recomputes each pass in the backward instead of keeping its
-    activations (less memory, about a third more compute in the update)."""
+    `value_head`: "copy" (the RM's score head) or "zero"; `checkpointing` recomputes each
+    pass in the backward instead of keeping its activations (less memory, a third more compute)."""
     from transformers import AutoTokenizer
 
     from salmon.models import load_causal_lm, load_tokenizer, pick_device
@@ -301,7 +303,8 @@ def load_rl_models(policy_spec: str, rm_path: str, lora: LoraSettings, *, share_
     else:
         value_cfg, (value_state, head_state) = rm_lora_config(path), split_rm_state(path)
     value_lm = attach(lm if share_base else fresh_lm(), VALUE, value_cfg, value_state)
-    value_head = head_from(head_state, hidden, trainable=True).to(dev)
+    value_head = head_from(head_state if value_head == "copy" else None, hidden, trainable=True,
+                           bias=value_head == "zero").to(dev)
     if reason is None and share_base:
         attach(lm, REWARD, rm_lora_config(path), value_state)
         reward: Any = SharedReward(Role(lm, [REWARD]), head_from(head_state, hidden, False).to(dev),

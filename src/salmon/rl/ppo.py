@@ -31,6 +31,7 @@ from typing import Any
 
 from salmon.config import opt
 from salmon.errors import SalmonError
+from salmon.principles import BOOST_MODES
 from salmon.progress import info, progress_bar
 from salmon.stage import StageFiles
 
@@ -46,7 +47,10 @@ class RLConfig:
     principles: str = opt("rl", "Principles sampled per prompt: a YAML file or a built-in name")
     intervention: str | None = opt("intervention", "Principles always added (reward-hacking guards); empty for none")
     max_principles: int = opt(3, "Principles drawn per prompt (without replacement, by weight)")
-    type_boost: float = opt(2.0, "Weight multiplier for principles tagged with the prompt's type")
+    type_boost: float = opt(2.0, "Boost for principles tagged with the prompt's type (see --type-boost-mode)")
+    type_boost_mode: str = opt("multiply", "multiply: weight x type_boost; add: weight + type_boost (the "
+                                           "reference adds 128 for reasoning and red-team prompts)")
+    type_boost_types: list[str] = opt([], "Prompt types whose tagged principles are boosted (empty: every type)")
     out: str = opt("policy", "Output folder")
     steps: int = opt(100, "Rollout + update steps")
     batch_size: int = opt(8, "Prompts per step per process")
@@ -58,6 +62,7 @@ class RLConfig:
     temperature: float = opt(0.7, "Sampling temperature (log-probs use the same temperature)")
     kl_coef: float = opt(0.01, "Per-token KL penalty to the reference policy")
     kl_estimator: str = opt("k1", "KL estimator per token: k1 or k3")
+    kl_clamp: bool = opt(False, "Clamp the per-token KL estimate at >= 0 (the reference clamps k1)")
     gamma: float = opt(1.0, "Discount")
     lam: float = opt(0.95, "GAE lambda")
     clip_range: float = opt(0.2, "PPO ratio clip")
@@ -65,7 +70,11 @@ class RLConfig:
     vf_coef: float = opt(0.1, "Value loss weight")
     ent_coef: float = opt(0.0, "Entropy bonus weight")
     max_grad_norm: float = opt(1.0, "Gradient clipping (global norm)")
-    whiten_rewards: bool = opt(True, "Scale token rewards to unit variance per batch")
+    whiten_rewards: bool = opt(True, "Scale token rewards to unit variance per batch (the reference does not)")
+    reward_scale: float = opt(1.0, "Multiply token rewards by this before GAE (the reference: 10, with rewards "
+                                    "not whitened)")
+    value_head_init: str = opt("copy", "Value head start: copy (the RM's score head) or zero (the reference); "
+                                       "the value LoRA is the RM's in both")
     normalize_reward: bool = opt(True, "Standardise RM scores with the RM's training mean and std")
     unfinished_penalty: float = opt(-6.0, "Added to the score of a response with no stop token (0 = off)")
     penalty_relative: bool = opt(True, "Add the penalty to the score (paper); off = replace the score by it")
@@ -96,6 +105,10 @@ class RLConfig:
                 raise SalmonError(f"--{name.replace('_', '-')} must be at least 1")
         if self.batch_size % self.mini_batches:
             raise SalmonError(f"--batch-size {self.batch_size} must be a multiple of --mini-batches {self.mini_batches}")
+        if self.type_boost_mode not in BOOST_MODES:
+            raise SalmonError(f"--type-boost-mode {self.type_boost_mode}: expected one of {', '.join(BOOST_MODES)}")
+        if self.value_head_init not in ("copy", "zero"):
+            raise SalmonError(f"--value-head-init {self.value_head_init}: expected copy or zero")
         if self.kl_estimator not in ("k1", "k3"):
             raise SalmonError(f"--kl-estimator {self.kl_estimator}: expected k1 or k3")
         if self.temperature <= 0:
@@ -162,7 +175,7 @@ def train_ppo(cfg: RLConfig) -> Path:
     lora = LoraSettings(cfg.lora_r, cfg.lora_alpha, 0.0, cfg.lora_target)
     models = load_rl_models(cfg.policy, cfg.rm, lora, share_base=cfg.share_base, device=str(acc.device),
                             dtype=cfg.dtype, seed=cfg.seed, rm_batch_size=cfg.rm_batch_size,
-                            checkpointing=cfg.gradient_checkpointing)
+                            checkpointing=cfg.gradient_checkpointing, value_head=cfg.value_head_init)
     check_rm_budget(models.reward.tokenizer, int(models.reward.meta["max_length"]), principles, interventions,
                     cfg.max_principles)
     params = [p for p in models.actor_critic.parameters() if p.requires_grad]
@@ -214,7 +227,8 @@ def experience(models, pool, principles, interventions, cfg: RLConfig, step: int
     rank, world = acc.process_index, acc.num_processes
     idx = batch_indices(len(pool.prompts), step, cfg.batch_size, rank, world, cfg.seed)
     drawn = [draw_principles(principles, interventions, cfg.max_principles, pool.prompts[i]["type"],
-                             cfg.type_boost, cfg.seed, step, i) for i in idx]
+                             cfg.type_boost, cfg.seed, step, i, cfg.type_boost_mode, cfg.type_boost_types)
+             for i in idx]
     samples = sample_responses(models.actor_critic.policy, models.tokenizer, [pool.queries[i] for i in idx],
                                max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                                seed=_seed(cfg.seed, step, rank, 0))
@@ -235,10 +249,11 @@ def experience(models, pool, principles, interventions, cfg: RLConfig, step: int
     scores = S.shaped_scores(rm, samples.finished, samples.lengths, penalty=cfg.unfinished_penalty,
                              relative=cfg.penalty_relative, max_len=cfg.max_new_tokens,
                              bonus_coef=cfg.length_bonus_coef, bonus_cap=cfg.length_bonus_cap)
-    kl = S.kl_per_token(logprobs, ref_logprobs, cfg.kl_estimator) * rmask
+    kl = S.kl_per_token(logprobs, ref_logprobs, cfg.kl_estimator, clamp=cfg.kl_clamp) * rmask
     rewards = S.token_rewards(scores, kl, rmask, cfg.kl_coef)
     if cfg.whiten_rewards:
         rewards = S.whiten(rewards, rmask, shift_mean=False)
+    rewards = rewards * cfg.reward_scale
     values = values * rmask
     advantages, returns = S.gae(rewards, values, cfg.gamma, cfg.lam, rmask)
     advantages = S.whiten(advantages, rmask)

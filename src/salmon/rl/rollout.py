@@ -41,10 +41,14 @@ def batch_indices(n: int, step: int, per_process: int, rank: int, world: int, se
 
 
 def draw_principles(principles: list[Principle], interventions: list[Principle], k: int,
-                    prompt_type: str, boost: float, seed: int, step: int, index: int) -> list[Principle]:
-    """k sampled principles for one prompt, then the intervention principles (always)."""
+                    prompt_type: str, boost: float, seed: int, step: int, index: int,
+                    boost_mode: str = "multiply", boost_types: list[str] | None = None) -> list[Principle]:
+    """k sampled principles for one prompt, then the intervention principles (always).
+    The type boost applies only to prompts whose type is in `boost_types` (all when empty)."""
     rng = np.random.default_rng([seed, step, index])
-    drawn = sample_principles(principles, k, rng, prompt_type=prompt_type, boost=boost)
+    if boost_types and prompt_type not in boost_types:
+        prompt_type = ""
+    drawn = sample_principles(principles, k, rng, prompt_type=prompt_type, boost=boost, boost_mode=boost_mode)
     names = {p.name for p in drawn}
     return drawn + [p for p in interventions if p.name not in names]
 

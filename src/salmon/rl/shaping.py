@@ -55,19 +55,23 @@ def shaped_scores(rm_scores: Tensor, finished: Tensor, lengths: Tensor, *, penal
     return scores + length_bonus(lengths, max_len, bonus_coef, bonus_cap)
 
 
-def kl_per_token(logprobs: Tensor, ref_logprobs: Tensor, estimator: str = "k1") -> Tensor:
+def kl_per_token(logprobs: Tensor, ref_logprobs: Tensor, estimator: str = "k1", clamp: bool = False) -> Tensor:
     """Per-token estimate of KL(policy || reference) from tokens sampled by the policy.
 
     With log r = log q(x) - log p(x) (q = reference, p = policy):
       k1 = -log r                 (unbiased, can be negative per token)
       k3 = (r - 1) - log r        (unbiased, always >= 0; Schulman 2020)
+    `clamp` takes max(estimate, 0) per token, as the SALMON reference does with k1 (biased
+    upwards: tokens the policy likes less than the reference are not rewarded).
     """
     log_ratio = ref_logprobs - logprobs
     if estimator == "k1":
-        return -log_ratio
-    if estimator == "k3":
-        return torch.expm1(log_ratio) - log_ratio
-    raise ValueError(f"unknown KL estimator {estimator!r} (expected one of {KL_ESTIMATORS})")
+        kl = -log_ratio
+    elif estimator == "k3":
+        kl = torch.expm1(log_ratio) - log_ratio
+    else:
+        raise ValueError(f"unknown KL estimator {estimator!r} (expected one of {KL_ESTIMATORS})")
+    return kl.clamp(min=0.0) if clamp else kl
 
 
 def token_rewards(scores: Tensor, kl: Tensor, mask: Tensor, kl_coef: float) -> Tensor:

@@ -72,7 +72,7 @@ def build_dataset(cfg, tokenizer, rows_needed: int):
     for rep in range(max(1, math.ceil(rows_needed / len(pool.prompts)))):
         for i, p in enumerate(pool.prompts):
             drawn = draw_principles(principles, interventions, cfg.max_principles, p["type"], cfg.type_boost,
-                                    cfg.seed, rep, i)
+                                    cfg.seed, rep, i, cfg.type_boost_mode, cfg.type_boost_types)
             rows.append({"id": p["id"], "type": p["type"],
                          "prompt": prompt_messages(pool.texts[i], cfg.system_prompt),
                          "principles": [q.definition for q in drawn],
