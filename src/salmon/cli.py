@@ -11,50 +11,8 @@ import os
 import typer
 
 from salmon import __version__
-from salmon.aggregate import AggregateConfig, aggregate
 from salmon.cli_build import DEBUG, quiet_library_warnings, run_guarded, stage_command
-from salmon.devsets import DevsetHarmConfig, devset_harm
-from salmon.evaluate import EvalConfig, evaluate
-from salmon.generate import GenerateConfig, generate
-from salmon.judge import JudgeConfig, judge
-from salmon.judge_bench import BenchJudgeConfig, bench_judge
-from salmon.judge_eval import EvalJudgeConfig, eval_judge
-from salmon.pairs import PairsConfig, make_pairs
-from salmon.report import ReportConfig, report
-from salmon.reward.evaluate import EvalRMConfig, eval_rm
-from salmon.reward.score import ScoreConfig, score
-from salmon.reward.train import TrainRMConfig, train_rm
-from salmon.rl.bench import MemoryBenchConfig, SteerBenchConfig, rl_memory, steer
-from salmon.rl.ppo import RLConfig, rl
-from salmon.self_align import SelfAlignConfig, self_align
-from salmon.serve import ServeConfig, serve
-from salmon.sft import SFTConfig, sft
-
-# name -> (config class, stage function, positional fields)
-STAGES: dict[str, tuple[type, object, tuple[str, ...]]] = {
-    "self-align": (SelfAlignConfig, self_align, ()),
-    "sft": (SFTConfig, sft, ()),
-    "generate": (GenerateConfig, generate, ()),
-    "pairs": (PairsConfig, make_pairs, ("responses",)),
-    "judge": (JudgeConfig, judge, ()),
-    "eval-judge": (EvalJudgeConfig, eval_judge, ()),
-    "devset-harm": (DevsetHarmConfig, devset_harm, ()),
-    "aggregate": (AggregateConfig, aggregate, ()),
-    "train-rm": (TrainRMConfig, train_rm, ()),
-    "score": (ScoreConfig, score, ()),
-    "eval-rm": (EvalRMConfig, eval_rm, ()),
-    "rl": (RLConfig, rl, ()),
-    "eval": (EvalConfig, evaluate, ()),
-    "report": (ReportConfig, report, ()),
-    "serve": (ServeConfig, serve, ()),
-}
-
-# `salmon bench NAME`: name -> (config class, function printing/returning its JSON)
-BENCHES: dict[str, tuple[type, object, tuple[str, ...]]] = {
-    "judge": (BenchJudgeConfig, bench_judge, ()),
-    "steer": (SteerBenchConfig, steer, ()),
-    "rl-memory": (MemoryBenchConfig, rl_memory, ()),
-}
+from salmon.stages import BENCHES, STAGES
 
 app = typer.Typer(help="SALMON: align a language model with written principles and an instructable reward model.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -66,10 +24,10 @@ bench_app = typer.Typer(help="Benchmarks that print ratios measured side by side
 app.add_typer(principles_app, name="principles")
 app.add_typer(bench_app, name="bench")
 
-for _name, (_cls, _fn, _pos) in STAGES.items():
-    app.command(_name)(stage_command(_cls, _fn, _pos))
-for _name, (_cls, _fn, _pos) in BENCHES.items():
-    bench_app.command(_name)(stage_command(_cls, _fn, _pos))
+for _name, _stage in STAGES.items():
+    app.command(_name)(stage_command(*_stage.load()))
+for _name, _stage in BENCHES.items():
+    bench_app.command(_name)(stage_command(*_stage.load()))
 
 
 @app.callback()

@@ -59,7 +59,7 @@ def build_dataset(cfg, tokenizer, rows_needed: int):
     """Rows {prompt (chat messages), principles (definitions), principle_names, type, id}."""
     from datasets import Dataset
 
-    from salmon.rl.ppo import load_principle_sets
+    from salmon.rl.principle_sets import load_principle_sets
     from salmon.rl.rollout import PromptPool, draw_principles
     from salmon.sources import load_prompts
 
@@ -106,7 +106,7 @@ def train_trl(cfg, algo: str) -> Path:
     from salmon.models import load_causal_lm, load_tokenizer, pick_device
     from salmon.reward import InstructableRewardModel, make_reward_fn
     from salmon.rl.models import policy_parts
-    from salmon.rl.ppo import check_rm_budget, load_principle_sets
+    from salmon.rl.principle_sets import check_rm_budget, load_principle_sets
     from salmon.rl.rollout import stop_ids
 
     if policy_parts(cfg.policy)[1] is not None:
