@@ -78,7 +78,7 @@ def test_export_loads_with_datasets_both_ways(tmp_path, in_system):
         assert first["chosen"] == [{"role": "assistant", "content": "A0"}]
     else:
         assert disk["prompt"] == ["question p0?", "question p2?"]
-        assert disk["chosen"] == ["A0", "A2"] and disk["rejected"] == ["B0", "B2"]
+        assert disk["chosen"] == ["A0", "B2"] and disk["rejected"] == ["B0", "A2"]  # "r" is no real rule
         assert summary["tied_pairs_dropped"] == 1 and not summary["conversational"]
 
 
