@@ -38,7 +38,7 @@ from salmon.errors import SalmonError
 from salmon.jsonl import read_jsonl
 from salmon.progress import info
 from salmon.stage import StageFiles
-from salmon.trackers import REPORT_TO_HELP, check_report_to, trainer_report_to, use_salmon_progress
+from salmon.trackers import REPORT_TO_HELP, check_report_to, salmon_callbacks, trainer_report_to
 
 ROLES = ("system", "user", "assistant")
 
@@ -214,7 +214,7 @@ def make_trainer(cfg: SFTConfig, tok, rows: list[dict[str, list[int]]]):
         trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=lora)
     except ValueError as e:  # e.g. a target module name that the model does not have
         raise SalmonError(f"cannot set up training: {str(e).splitlines()[0]}") from None
-    use_salmon_progress(trainer, cfg.progress)
+    salmon_callbacks(trainer, cfg.progress, Path(cfg.out))
     return trainer
 
 

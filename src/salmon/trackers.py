@@ -3,7 +3,7 @@
 `--report-to tensorboard|wandb|none` (one value; TensorBoard events go to `OUT/tb/`, W&B
 runs to `OUT/wandb/`, offline unless `WANDB_MODE` says otherwise, so nothing is sent
 anywhere without asking). Stages built on a Hugging Face Trainer pass `trainer_report_to`
-to their arguments and call `use_salmon_progress`; the PPO loop uses `StepTracker`.
+to their arguments and call `salmon_callbacks`; the PPO loop uses `StepTracker`.
 Progress is one rich bar on stderr (salmon.progress) and one `key=value` line per log.
 """
 
@@ -33,11 +33,9 @@ def check_report_to(value: str) -> None:
 def prepare_tracker(value: str, out: Path) -> None:
     """Point the tracker's files into `out` (W&B offline by default)."""
     check_report_to(value)
-    if value == "tensorboard":
-        os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(out) / "tb")
-    elif value == "wandb":
+    if value == "wandb":
         os.environ.setdefault("WANDB_MODE", "offline")
-        os.environ.setdefault("WANDB_DIR", str(Path(out)))
+        os.environ["WANDB_DIR"] = str(Path(out))
         os.environ.setdefault("WANDB_PROJECT", "salmon")
         os.environ.setdefault("WANDB_SILENT", "true")
         Path(out).mkdir(parents=True, exist_ok=True)
@@ -49,9 +47,15 @@ def trainer_report_to(value: str, out: Path) -> list[str]:
     return [] if value == "none" else [value]
 
 
-def use_salmon_progress(trainer, enabled: bool = True) -> None:
-    """Replace the Trainer's tqdm bar and printed dicts by salmon's bar and log lines."""
+def salmon_callbacks(trainer, enabled: bool, out: Path) -> None:
+    """Replace the Trainer's tqdm bar and printed dicts by salmon's bar and log lines, and
+    send TensorBoard events to `out/tb` (as the PPO loop does)."""
+    from transformers.integrations import TensorBoardCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
+
+    for cb in trainer.callback_handler.callbacks:
+        if isinstance(cb, TensorBoardCallback):
+            cb.logging_dir = str(Path(out) / "tb")
 
     class SalmonProgress(TrainerCallback):
         def __init__(self):

@@ -23,7 +23,7 @@ from typing import Any
 from salmon.errors import SalmonError
 from salmon.progress import info
 from salmon.stage import StageFiles
-from salmon.trackers import trainer_report_to, use_salmon_progress
+from salmon.trackers import salmon_callbacks, trainer_report_to
 
 TRL_COLUMNS = ("prompt", "chosen", "rejected")
 
@@ -88,7 +88,7 @@ def train_dpo(cfg) -> Path:
     trainer = DPOTrainer(model=model, ref_model=None, args=dpo_args(cfg, files.out, device == "cpu"),
                          train_dataset=dataset, processing_class=tok, peft_config=lora,
                          callbacks=[JsonlLog(files.out)])
-    use_salmon_progress(trainer, cfg.progress)
+    salmon_callbacks(trainer, cfg.progress, files.out)
     tok.padding_side = "left"  # as salmon saves every tokenizer (generation pads on the left)
     if train_and_save(trainer, tok, files.out):
         logs = [h for h in trainer.state.log_history if "loss" in h]

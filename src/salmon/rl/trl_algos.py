@@ -32,7 +32,7 @@ from salmon.jsonl import read_jsonl, write_jsonl
 from salmon.progress import info
 from salmon.rl.shaping import length_bonus
 from salmon.stage import StageFiles
-from salmon.trackers import trainer_report_to, use_salmon_progress
+from salmon.trackers import salmon_callbacks, trainer_report_to
 
 
 def unfinished_penalty_fn(penalty: float, stop_ids: list[int]) -> Callable[..., list[float]]:
@@ -136,7 +136,7 @@ def train_trl(cfg, algo: str) -> Path:
     trainer = trainer_cls(model=model, reward_funcs=rewards, args=trainer_args(cfg, algo, files.out, device == "cpu"),
                           train_dataset=dataset, processing_class=tok, peft_config=peft_config,
                           callbacks=[JsonlLog(files.out)])
-    use_salmon_progress(trainer, cfg.progress)
+    salmon_callbacks(trainer, cfg.progress, files.out)
     if train_and_save(trainer, tok, files.out):
         files.write_summary({"algo": algo, "steps": cfg.steps, "prompts_truncated": truncated,
                              "reward_functions": [getattr(f, "__name__", "reward") for f in rewards],
