@@ -59,3 +59,22 @@ def test_dpo_from_exported_preferences_via_cli(cli, tiny_model, tmp_path):
     code, _, err = cli("rl", "--algo", "dpo", "--policy", tiny_model, "--preferences", tmp_path / "prefs",
                        "--principles-in-system", "--out", tmp_path / "dpo2", "--device", "cpu")
     assert code == 2 and "--principles-in-system" in err and not (tmp_path / "dpo2").exists()
+
+
+@pytest.mark.parametrize("in_system", [False, True])
+def test_exported_data_trains_with_the_plain_trl_example(tiny_model, tmp_path, in_system):
+    from pathlib import Path
+
+    from salmon.preferences import ExportPreferencesConfig, export_preferences
+
+    prefs = export_preferences(ExportPreferencesConfig(data=save_aggregate(ROWS, tmp_path / "agg"),
+                                                       out=str(tmp_path / "prefs"), principles_in_system=in_system))
+    script = Path(__file__).resolve().parents[2] / "examples" / "dpo_plain_trl.py"
+    data = prefs / ("dataset" if in_system else "preferences.jsonl")
+    proc = subprocess.run([sys.executable, str(script), "--data", str(data), "--model", str(tiny_model),
+                           "--out", str(tmp_path / "plain"), "--steps", "2", "--batch-size", "2",
+                           "--max-length", "96"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["steps"] == 2 and result["rows"] == (len(ROWS) if in_system else 2)
+    assert (tmp_path / "plain" / "adapter_model.safetensors").exists()
