@@ -98,6 +98,7 @@ def test_trl_algo_step_with_rm_reward(algo, tiny_model, random_rm, tmp_path):
     record = _log(out)[0]
     assert "rewards/instructable_rm/mean" in record and "rewards/unfinished_penalty/mean" in record
     assert (out / "adapter_model.safetensors").exists() and (out / "summary.json").exists()
+    assert list((out / "tb").rglob("events.out.tfevents.*"))  # --report-to tensorboard, as PPO writes it
     drawn = [json.loads(line) for line in (out / "principles_drawn.jsonl").read_text().splitlines()]
     assert len(drawn) >= 2 and all(len(d["principles"]) == 3 + 4 for d in drawn)
 

@@ -59,3 +59,17 @@ def test_wandb_offline_run_files(tiny_model, tmp_path, monkeypatch):
     runs = list((out / "wandb").glob("offline-run-*"))
     assert runs and list(runs[0].glob("*.wandb")), list((out / "wandb").iterdir())
     assert json.loads((out / "summary.json").read_text())["steps"] == 2
+
+
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="wandb not installed")
+def test_ppo_loop_logs_to_wandb_offline_and_nothing_else(tiny_model, random_rm, tmp_path, monkeypatch):
+    from salmon.rl.ppo import RLConfig, rl
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    out = rl(RLConfig(policy=str(tiny_model), rm=str(random_rm), out=str(tmp_path / "ppo"), steps=1, batch_size=2,
+                      max_new_tokens=4, ppo_epochs=1, progress=False, device="cpu", report_to="wandb"))
+    assert list((out / "wandb").glob("offline-run-*/*.wandb"))
+    assert not (out / "tb").exists()
+    none = rl(RLConfig(policy=str(tiny_model), rm=str(random_rm), out=str(tmp_path / "none"), steps=1, batch_size=2,
+                       max_new_tokens=4, ppo_epochs=1, progress=False, device="cpu", report_to="none"))
+    assert not (none / "tb").exists() and not (none / "wandb").exists() and (none / "log.jsonl").exists()
