@@ -82,6 +82,9 @@ STAGES: dict[str, Stage] = {
     "serve": Stage("salmon.serve", "ServeConfig", "serve", (), _help(
         "Serve the reward model over HTTP for other RL systems (e.g. OpenRLHF).",
         "salmon serve --rm rm/ --port 5000")),
+    "merge": Stage("salmon.merge", "MergeConfig", "merge", (), _help(
+        "Merge an sft or rl adapter into its base: one folder that plain transformers loads anywhere.",
+        "salmon merge --adapter runs/default/rl --out policy_merged/")),
 }
 
 # `salmon bench NAME`: functions that print or return their JSON

@@ -48,6 +48,31 @@ def test_ppo_adapter_loads_with_plain_peft(tiny_model, random_rm, tmp_path):
     assert str(tiny_model) in load_in_fresh_process(out)
 
 
+def test_merge_writes_a_plain_model_with_the_adapters_outputs(tiny_model, tmp_path, cli):
+    """`salmon merge`: plain AutoModelForCausalLM, same logits as base + adapter (a random,
+    non-zero adapter, so the base alone would not pass)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from salmon.models import load_causal_lm
+
+    torch.manual_seed(0)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")
+    get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_model)), lora).save_pretrained(tmp_path / "ad")
+    adapter, merged = tmp_path / "ad", tmp_path / "merged"
+    code, _, err = cli("merge", "--adapter", adapter, "--out", merged)
+    assert code == 0, err
+    assert not (merged / "adapter_config.json").exists() and (merged / "model.safetensors").exists()
+    ids = torch.tensor([[1, 5, 9, 200, 31]])
+    with torch.no_grad():
+        a = load_causal_lm(str(adapter), device="cpu", dtype="float32")(ids).logits
+        b = AutoModelForCausalLM.from_pretrained(str(merged))(ids).logits
+        base = AutoModelForCausalLM.from_pretrained(str(tiny_model))(ids).logits
+    assert (a - b).abs().max() < 1e-4 and (a - base).abs().max() > 1e-3
+    assert cli("merge", "--adapter", adapter, "--out", merged)[0] == 2  # never overwrites
+
+
 def test_an_adapter_from_another_machine_finds_the_embedded_model_here():
     assert is_embedded_cache_path("/home/someone/.cache/salmon/models/SmolLM2-135M-Instruct")
     assert not is_embedded_cache_path("models/SmolLM2-135M-Instruct")
