@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from salmon.config import opt, read_yaml
+from salmon.conversation import as_messages
 from salmon.errors import SalmonError
 from salmon.jsonl import write_jsonl
 from salmon.progress import info
@@ -48,10 +49,6 @@ class ExportPreferencesConfig:
 
 def principles_message(principles: list[str]) -> str:
     return SYSTEM_HEADER + "\n" + "\n".join(f"- {p}" for p in principles)
-
-
-def as_messages(prompt: str | list[dict[str, str]]) -> list[dict[str, str]]:
-    return [dict(m) for m in prompt] if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
 
 
 def with_system(messages: list[dict[str, str]], text: str) -> list[dict[str, str]]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from salmon.config import opt
+from salmon.conversation import request_text
 from salmon.jsonl import atomic_write_text, read_jsonl
 from salmon.manifest import read_manifest
 from salmon.stage import StageFiles
@@ -126,9 +127,10 @@ def build_report(run_dir: Path, metrics: dict[str, Any]) -> tuple[str, str]:
     if ex_path.exists():
         rows = read_jsonl(ex_path)
         md.append("## Before / after examples\n\n| prompt | before | after |\n|---|---|---|\n" + "".join(
-            f"| {_cell(r['prompt'])} | {_cell(r['before'])} | {_cell(r.get('after') or '')} |\n" for r in rows))
+            f"| {_cell(request_text(r['prompt']))} | {_cell(r['before'])} | {_cell(r.get('after') or '')} |\n"
+            for r in rows))
         body.append("<h2>Before / after examples</h2><table><tr><th>prompt</th><th>before</th><th>after</th></tr>" + "".join(
-            f"<tr><td>{html.escape(r['prompt'])}</td><td>{html.escape(r['before'])}</td>"
+            f"<tr><td>{html.escape(request_text(r['prompt']))}</td><td>{html.escape(r['before'])}</td>"
             f"<td>{html.escape(r.get('after') or '')}</td></tr>" for r in rows) + "</table>")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
              "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:14px}th{background:#f0f0f0}")

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from salmon.config import opt
+from salmon.conversation import parse_prompt
 from salmon.errors import SalmonError
 from salmon.jsonl import atomic_write_text, iter_jsonl, write_jsonl
 from salmon.principles import Principle
@@ -134,7 +135,9 @@ def read_labeled(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
     for lineno, rec in iter_jsonl(path):
         where = f"{path}:{lineno}"
         for key in ("prompt", "chosen", "rejected"):
-            if not isinstance(rec.get(key), str):
+            if key == "prompt" and isinstance(rec.get(key), list):
+                rec[key] = parse_prompt(rec[key], where)  # a conversation ending with a user turn
+            elif not isinstance(rec.get(key), str):
                 raise SalmonError(f"{where}: missing text field '{key}'")
         pr = rec.get("principle")
         if not isinstance(pr, dict) or not isinstance(pr.get("definition"), str) or not pr["definition"].strip():
