@@ -28,7 +28,8 @@ def test_dpo_trains_an_adapter_that_plain_peft_loads(tiny_model, tmp_path, in_sy
     out = rl(dpo_cfg(tiny_model, data, tmp_path / "dpo", principles_in_system=in_system, save_total_limit=0))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 2 and summary["principles_in_system"] == in_system
-    assert summary["pairs"] == (len(ROWS) if in_system else 2) and summary["conversational"] == in_system
+    assert summary["pairs"] == (len(ROWS) if in_system else 2)
+    assert summary["conversational"]  # text rows go through the tiny model's chat template too
     lora_b = [v for k, v in load_file(str(out / "adapter_model.safetensors")).items() if "lora_B" in k]
     assert lora_b and all(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: training moved every one
     assert not list(out.glob("checkpoint-*"))  # save_total_limit 0: removed at the end

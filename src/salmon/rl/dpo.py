@@ -42,11 +42,14 @@ def dpo_args(cfg, out: Path, on_cpu: bool):
     )
 
 
-def preference_dataset(cfg):
-    """The training rows in TRL's format (prompt/chosen/rejected only)."""
+def preference_dataset(cfg, tok):
+    """The training rows in TRL's format (prompt/chosen/rejected only). Text rows become
+    chat messages when the model has a chat template, so DPO sees prompts rendered as
+    `salmon generate` rendered them (TRL concatenates plain strings without the template)."""
     from datasets import Dataset
 
-    from salmon.preferences import load_preferences
+    from salmon.chat import has_chat_template
+    from salmon.preferences import load_preferences, trl_row
 
     if not cfg.preferences:
         raise SalmonError("--algo dpo needs --preferences: an aggregate folder or an export-preferences folder")
@@ -59,11 +62,14 @@ def preference_dataset(cfg):
     if cfg.principles_in_system and not isinstance(rows[0]["prompt"], list):
         raise SalmonError(f"--preferences {cfg.preferences}: exported without principles; export again with "
                           "--principles-in-system, or pass the aggregate folder")
+    if not isinstance(rows[0]["prompt"], list) and has_chat_template(tok):
+        rows = [trl_row(r["prompt"], r["chosen"], r["rejected"], True) for r in rows]
     return Dataset.from_list([{c: r[c] for c in TRL_COLUMNS} for r in rows])
 
 
 def train_dpo(cfg) -> Path:
     """Train a LoRA adapter on the preferences with DPO; returns the output folder."""
+    import datasets
     from peft import LoraConfig
     from trl import DPOTrainer
 
@@ -75,8 +81,8 @@ def train_dpo(cfg) -> Path:
         raise SalmonError(f"--policy {cfg.policy}: --algo dpo needs a full model folder; merge the adapter "
                           "into its base first (salmon sft --merge writes one)")
     files = StageFiles.for_dir(cfg.out)
-    dataset = preference_dataset(cfg)
     tok = load_tokenizer(cfg.policy)
+    dataset = preference_dataset(cfg, tok)
     if files.begin(cfg):
         return files.out
     device = pick_device(cfg.device)
@@ -85,9 +91,15 @@ def train_dpo(cfg) -> Path:
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, target_modules=targets,
                       task_type="CAUSAL_LM")
     tok.padding_side = "right"
-    trainer = DPOTrainer(model=model, ref_model=None, args=dpo_args(cfg, files.out, device == "cpu"),
-                         train_dataset=dataset, processing_class=tok, peft_config=lora,
-                         callbacks=[JsonlLog(files.out)])
+    shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # TRL tokenises with `map`: one progress style, salmon's bar
+    try:
+        trainer = DPOTrainer(model=model, ref_model=None, args=dpo_args(cfg, files.out, device == "cpu"),
+                             train_dataset=dataset, processing_class=tok, peft_config=lora,
+                             callbacks=[JsonlLog(files.out)])
+    finally:
+        if shown:
+            datasets.enable_progress_bars()
     salmon_callbacks(trainer, cfg.progress, files.out)
     tok.padding_side = "left"  # as salmon saves every tokenizer (generation pads on the left)
     if train_and_save(trainer, tok, files.out):
