@@ -47,11 +47,16 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(args.model)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    if isinstance(data[0]["prompt"], str) and tok.chat_template:
+        # text rows: as chat messages, so TRL renders them with the model's template
+        data = data.map(lambda r: {"prompt": [{"role": "user", "content": r["prompt"]}],
+                                   "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                                   "rejected": [{"role": "assistant", "content": r["rejected"]}]})
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
     config = DPOConfig(output_dir=args.out, max_steps=args.steps, per_device_train_batch_size=args.batch_size,
                        learning_rate=args.learning_rate, beta=args.beta, max_length=args.max_length,
                        logging_steps=1, save_strategy="no", report_to=[], seed=args.seed,
-                       use_cpu=not torch.cuda.is_available(), disable_tqdm=True)
+                       use_cpu=not torch.cuda.is_available(), disable_tqdm=True, gradient_checkpointing=False)
     lora = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = DPOTrainer(model=model, args=config, train_dataset=data, processing_class=tok, peft_config=lora)
     trainer.train()
