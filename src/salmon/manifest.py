@@ -88,7 +88,7 @@ def peak_rss_mb() -> float:
 def run_stage_process(stage: str, cfg_path: str, stage_dir: str, digest: str) -> int:
     from salmon.cli_build import quiet_library_warnings, run_guarded
     from salmon.config import load_config
-    from salmon.pipeline import stage_entry
+    from salmon.stages import stage_entry
 
     start = time.time()
     quiet_library_warnings()

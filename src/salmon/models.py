@@ -229,7 +229,15 @@ def _adapter_base(path: Path) -> str:
     base = cfg.get("base_model_name_or_path")
     if not base:
         raise SalmonError(f"{path}: adapter_config.json names no base model")
+    if is_embedded_cache_path(base) and not Path(base).exists():
+        return resolve_model("default")  # written on another machine: the embedded model's cache here
     return resolve_model(base)
+
+
+def is_embedded_cache_path(spec: str) -> bool:
+    """True for a path to the embedded model's cache folder (on any machine)."""
+    p = Path(spec)
+    return p.name == EMBEDDED.folder and p.parent.name == "models" and p.is_absolute()
 
 
 def load_causal_lm(spec: str | None, *, adapter: str | None = None, dtype: str = "auto",

@@ -30,10 +30,7 @@ from salmon.machine import record_machine_in_subprocess
 from salmon.manifest import input_digest, read_manifest
 from salmon.progress import info
 from salmon.run_settings import record_settings, settings_block
-
-STAGE_ORDER = ["self_align", "sft", "generate", "pairs", "judge", "aggregate", "train_rm", "rl",
-               "evaluate", "report"]
-OPTIONAL = {"self_align", "sft"}
+from salmon.stages import OPTIONAL, STAGE_ORDER, pipeline_stage, stage_entry
 
 
 @dataclass
@@ -78,19 +75,6 @@ def _inputs(stage: str, wiring: dict[str, Any]) -> list[str]:
     if stage == "report":  # the report reads the other stages' folders
         found += [str(Path(wiring["run_dir"]) / s) for s in ("aggregate", "train_rm", "rl", "evaluate")]
     return found
-
-
-def stage_command_name(stage: str) -> str:
-    return stage.replace("_", "-")
-
-
-def stage_entry(stage: str):
-    from salmon.cli import STAGES
-
-    name = {"evaluate": "eval", "train_rm": "train-rm"}.get(stage, stage_command_name(stage))
-    if name not in STAGES:
-        raise SalmonError(f"stage '{stage}' is not available in this version of salmon")
-    return STAGES[name]
 
 
 def stage_config(stage: str, wiring: dict[str, Any], section: dict[str, Any], where: str, progress: bool):
@@ -152,8 +136,8 @@ def plan(config: str | None = None, out: str | None = None, from_stage: str | No
     if unknown:
         raise SalmonError(f"{config}: unknown section '{unknown[0]}' (known: run, {', '.join(STAGE_ORDER)})")
     run = load_config(RunConfig, config, {**(overrides or {}), "out": out}, section="run")
-    if from_stage is not None and from_stage.replace("-", "_") not in STAGE_ORDER:
-        raise SalmonError(f"--from {from_stage}: unknown stage (stages: {', '.join(STAGE_ORDER)})")
+    if from_stage is not None:
+        pipeline_stage(from_stage)  # an unknown name fails here, before any work
     wiring = _wiring(run, Path(run.out))
     configs = {}
     for s in STAGE_ORDER:
@@ -177,9 +161,10 @@ def run_pipeline(config: str | None = None, out: str | None = None, from_stage: 
         atomic_write_text(d / "run.yaml", dump_yaml({"run": to_dict(run), **{k: v for k, v in sections.items() if k != "run"}}))
         record_machine_in_subprocess(d)  # this machine's matmul peak, so the report can normalise stage times
         if from_stage:
-            if from_stage.replace("-", "_") not in stages:
-                raise SalmonError(f"--from {from_stage}: that stage is not part of this run")
-            start = stages.index(from_stage.replace("-", "_"))
+            if pipeline_stage(from_stage) not in stages:
+                raise SalmonError(f"--from {from_stage}: that stage is not part of this run "
+                                  "(self-align and sft run only with self_align: true)")
+            start = stages.index(pipeline_stage(from_stage))
             for s in reversed(stages[start:]):
                 _move_aside(d / s)
         for s in stages:

@@ -22,6 +22,7 @@ from salmon.jsonl import atomic_write_text, read_jsonl
 from salmon.manifest import read_manifest
 from salmon.progress import info
 from salmon.stage import StageFiles
+from salmon.stages import STAGE_ORDER
 
 HEADLINE_SET = ("judge_test", "judge_dev")
 
@@ -43,8 +44,6 @@ def _load_json(path: Path) -> dict[str, Any]:
 
 def collect_metrics(run_dir: Path) -> dict[str, Any]:
     """Flat headline metrics from a run folder; missing stages simply add nothing."""
-    from salmon.pipeline import STAGE_ORDER
-
     m: dict[str, Any] = {}
     ev = _load_json(run_dir / "evaluate" / "metrics.json")
     m.update({k: v for k, v in ev.items() if not k.startswith("timings.")})

@@ -38,6 +38,7 @@ from salmon.errors import SalmonError
 from salmon.jsonl import read_jsonl
 from salmon.progress import info
 from salmon.stage import StageFiles
+from salmon.trackers import REPORT_TO_HELP, check_report_to, salmon_callbacks, trainer_report_to
 
 ROLES = ("system", "user", "assistant")
 
@@ -59,7 +60,7 @@ class SFTConfig:
     lora_dropout: float = opt(0.05, "LoRA dropout")
     target_modules: list[str] = opt(["all-linear"], "LoRA target modules (comma-separated names, or all-linear)")
     save_steps: int = opt(50, "Save a checkpoint every N steps")
-    save_total_limit: int = opt(2, "Keep at most N checkpoints")
+    save_total_limit: int = opt(2, "Checkpoints kept (oldest removed first); 0: remove them all at the end")
     logging_steps: int = opt(5, "Log the loss every N steps", resume_safe=True)
     seed: int = opt(0, "Random seed (data order, LoRA init, dropout)")
     merge: bool = opt(False, "Also write the base model with the adapter merged in, to out/merged/")
@@ -69,10 +70,14 @@ class SFTConfig:
                       resume_safe=True)
     trust_remote_code: bool = opt(False, "Allow model code from the hub (off by default)")
     progress: bool = opt(True, "Show a progress bar", resume_safe=True)
+    report_to: str = opt("tensorboard", REPORT_TO_HELP, resume_safe=True)
 
     def validate(self) -> None:
+        check_report_to(self.report_to)
+        if self.save_total_limit < 0:
+            raise SalmonError("--save-total-limit must be 0 or more")
         for name in ("batch_size", "grad_accum", "max_length", "lora_r", "lora_alpha", "save_steps",
-                     "save_total_limit", "logging_steps"):
+                     "logging_steps"):
             if getattr(self, name) < 1:
                 raise SalmonError(f"--{name.replace('_', '-')} must be at least 1")
         if self.max_steps == 0 or self.max_steps < -1:
@@ -157,13 +162,12 @@ def encode_conversation(tok, messages: list[dict[str, str]], max_length: int) ->
 
 
 def _base_name(spec: str) -> str:
-    """How the adapter names its base: 'default' stays portable; folders become absolute."""
-    from salmon.models import DEFAULT_NAMES
+    """How the adapter names its base, so plain PEFT can load it: a real folder (absolute;
+    `default` is the embedded model's cache folder, valid on this machine) or a hub id."""
+    from salmon.models import resolve_model
 
-    if spec in DEFAULT_NAMES:
-        return "default"
-    p = Path(spec).expanduser()
-    return str(p.resolve()) if p.exists() else spec
+    path = resolve_model(spec)
+    return str(Path(path).resolve()) if Path(path).exists() else path
 
 
 def _load_base(cfg: SFTConfig):
@@ -198,10 +202,11 @@ def make_trainer(cfg: SFTConfig, tok, rows: list[dict[str, list[int]]]):
         learning_rate=cfg.learning_rate, lr_scheduler_type="cosine",
         warmup_steps=cfg.warmup if cfg.warmup < 1 else int(cfg.warmup),
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit, seed=cfg.seed, data_seed=cfg.seed, report_to="none",
+        save_total_limit=max(cfg.save_total_limit, 1), seed=cfg.seed, data_seed=cfg.seed,
+        report_to=trainer_report_to(cfg.report_to, Path(cfg.out)),
         max_length=cfg.max_length, activation_checkpointing=cfg.gradient_checkpointing,
         bf16=model.dtype == torch.bfloat16, fp16=model.dtype == torch.float16,
-        use_cpu=pick_device(cfg.device) == "cpu", disable_tqdm=not cfg.progress, dataloader_num_workers=0,
+        use_cpu=pick_device(cfg.device) == "cpu", disable_tqdm=True, dataloader_num_workers=0,
     )
     tok.padding_side = "right"
     ds = datasets.Dataset.from_list(rows)
@@ -209,28 +214,8 @@ def make_trainer(cfg: SFTConfig, tok, rows: list[dict[str, list[int]]]):
         trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=lora)
     except ValueError as e:  # e.g. a target module name that the model does not have
         raise SalmonError(f"cannot set up training: {str(e).splitlines()[0]}") from None
-    _logs_to_stderr(trainer)
+    salmon_callbacks(trainer, cfg.progress, Path(cfg.out))
     return trainer
-
-
-def _logs_to_stderr(trainer) -> None:
-    """Loss lines go to stderr (stdout is kept for the output path the CLI prints)."""
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
-
-    class StderrLogs(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if state.is_world_process_zero and logs:
-                info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                              for k, v in logs.items() if k != "total_flos"))
-
-    class QuietProgress(ProgressCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            pass  # the bar stays; StderrLogs prints the numbers
-
-    trainer.remove_callback(PrinterCallback)
-    if trainer.pop_callback(ProgressCallback) is not None:
-        trainer.add_callback(QuietProgress)
-    trainer.add_callback(StderrLogs)
 
 
 def _save_adapter(trainer, tok, cfg: SFTConfig, out: Path) -> None:
@@ -280,6 +265,8 @@ def sft(cfg: SFTConfig) -> Path:
     if trainer.is_world_process_zero():
         _save_adapter(trainer, tok, cfg, files.out)
         files.write_summary(_summary(cfg, convs, rows, trainer, result, last))
+        if cfg.save_total_limit == 0:  # only after the summary: a kill before it resumes from them
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
         info(f"trained on {len(rows)} conversations; adapter in {files.out}")
     return files.out
 

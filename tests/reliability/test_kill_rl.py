@@ -21,7 +21,7 @@ from tests.reliability.conftest import (
 
 STEPS = 6
 ARGS = (
-    f"--steps {STEPS} --save-every 2 --batch-size 2 --mini-batches 2 --ppo-epochs 2 "
+    f"--steps {STEPS} --save-steps 2 --batch-size 2 --mini-batches 2 --ppo-epochs 2 "
     "--max-new-tokens 6 --lora-r 4 --lora-alpha 8 --device cpu --no-progress"
 ).split()
 PER_STEP = ("policy_loss", "value_loss", "rm_score", "kl", "entropy", "grad_norm")

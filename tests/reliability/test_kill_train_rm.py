@@ -13,7 +13,7 @@ from tests.unit.test_reward_train import rm_rows, save_rm_data
 
 STEPS = 8
 ARGS = (
-    f"--max-steps {STEPS} --save-steps 1 --keep-checkpoints --batch-size 2 --max-length 192 --lr 1e-3 "
+    f"--max-steps {STEPS} --save-steps 1 --save-total-limit 2 --batch-size 2 --max-length 192 --learning-rate 1e-3 "
     "--eval-steps 2 --logging-steps 1 --eval-fraction 0.25 --norm-samples 4 --no-progress"
 ).split()
 # what only a finished run has

@@ -66,11 +66,11 @@ def test_no_code_passes_trust_remote_code_true():
 
 
 def _command_configs() -> dict[str, type]:
-    from salmon.cli import BENCHES, STAGES
+    from salmon.stages import BENCHES, STAGES
 
     return {
-        **{name: cls for name, (cls, _, _) in STAGES.items()},
-        **{f"bench {name}": cls for name, (cls, _, _) in BENCHES.items()},
+        **{name: stage.load()[0] for name, stage in STAGES.items()},
+        **{f"bench {name}": stage.load()[0] for name, stage in BENCHES.items()},
     }
 
 

@@ -44,7 +44,7 @@ def save_rm_data(rows: list[dict], folder) -> str:
 
 
 def small_cfg(tiny_model, data, out, **kw) -> TrainRMConfig:
-    base = dict(model=str(tiny_model), data=data, out=str(out), batch_size=2, max_length=192, lr=1e-3,
+    base = dict(model=str(tiny_model), data=data, out=str(out), batch_size=2, max_length=192, learning_rate=1e-3,
                 save_steps=2, eval_steps=2, logging_steps=1, eval_fraction=0.25, progress=False, norm_samples=4)
     base.update(kw)
     return TrainRMConfig(**base)
@@ -83,14 +83,14 @@ def test_train_rm_writes_the_folder_and_resumes_exactly(tiny_model, tmp_path, cl
     data = save_rm_data(rm_rows(), tmp_path)
     straight = tmp_path / "straight"
     code, stdout, stderr = cli("train-rm", "--model", tiny_model, "--data", data, "--out", straight,
-                               "--max-steps", "4", "--batch-size", "2", "--max-length", "192", "--lr", "1e-3",
+                               "--max-steps", "4", "--batch-size", "2", "--max-length", "192", "--learning-rate", "1e-3",
                                "--save-steps", "2", "--eval-steps", "2", "--logging-steps", "1",
-                               "--eval-fraction", "0.25", "--norm-samples", "4", "--keep-checkpoints", "--no-progress")
+                               "--eval-fraction", "0.25", "--norm-samples", "4", "--save-total-limit", "2", "--no-progress")
     assert code == 0, stderr
     assert stdout.strip().splitlines() == [str(straight)]  # the trainer's logs stay off stdout
     names = {p.name for p in straight.iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors", "salmon_rm.json", "config.yaml", "summary.json",
-            "tokenizer.json", "runs"} <= names
+            "tokenizer.json", "tb"} <= names
     meta = json.loads((straight / "salmon_rm.json").read_text())
     assert meta["base_model"] == str(tiny_model) and meta["template"] == "rm" and meta["max_length"] == 192
     assert meta["reward_std"] > 0
@@ -101,7 +101,7 @@ def test_train_rm_writes_the_folder_and_resumes_exactly(tiny_model, tmp_path, cl
 
     # the same run, interrupted after step 2 and resumed
     resumed = tmp_path / "resumed"
-    cfg = small_cfg(tiny_model, data, resumed, max_steps=4, keep_checkpoints=True, stop_after=2)
+    cfg = small_cfg(tiny_model, data, resumed, max_steps=4, save_total_limit=2, stop_after=2)
     train_rm(cfg)
     assert (resumed / "checkpoint-2").exists() and not (resumed / "summary.json").exists()
     cfg.stop_after = None

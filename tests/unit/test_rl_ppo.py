@@ -12,7 +12,7 @@ from salmon.rl.bench import make_untrained_rm
 from salmon.rl.ppo import RLConfig, rl
 
 TINY = dict(batch_size=2, mini_batches=2, ppo_epochs=2, max_new_tokens=6, lora_r=4, lora_alpha=8,
-            save_every=10, progress=False, device="cpu", prompts="builtin")
+            save_steps=10, progress=False, device="cpu", prompts="builtin")
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -94,10 +94,11 @@ def test_few_principles_and_long_prompts(cli, tiny_model, random_rm, tmp_path):
 @pytest.mark.parametrize("algo", ["grpo", "rloo"])
 def test_trl_algo_step_with_rm_reward(algo, tiny_model, random_rm, tmp_path):
     out = rl(_cfg(tiny_model, random_rm, tmp_path / algo, algo=algo, steps=1, num_generations=2,
-                  ppo_epochs=1, save_every=1))
+                  ppo_epochs=1, save_steps=1))
     record = _log(out)[0]
     assert "rewards/instructable_rm/mean" in record and "rewards/unfinished_penalty/mean" in record
     assert (out / "adapter_model.safetensors").exists() and (out / "summary.json").exists()
+    assert list((out / "tb").rglob("events.out.tfevents.*"))  # --report-to tensorboard, as PPO writes it
     drawn = [json.loads(line) for line in (out / "principles_drawn.jsonl").read_text().splitlines()]
     assert len(drawn) >= 2 and all(len(d["principles"]) == 3 + 4 for d in drawn)
 

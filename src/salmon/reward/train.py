@@ -44,9 +44,11 @@ from salmon.config import opt
 from salmon.errors import SalmonError
 from salmon.jsonl import atomic_write_text, iter_jsonl
 from salmon.progress import info
+from salmon.reward.merge import save_merged
 from salmon.reward.model import InstructableRewardModel, load_seqcls
 from salmon.reward.template import RM_TEMPLATES, TEMPLATE, encode_rm_input, template_for
 from salmon.stage import StageFiles
+from salmon.trackers import REPORT_TO_HELP, check_report_to, salmon_callbacks, trainer_report_to
 
 REQUIRED_COLUMNS = ("prompt", "chosen", "rejected", "principles")
 
@@ -61,12 +63,12 @@ class TrainRMConfig:
                                       "untrained (zero-shot) reward model")
     batch_size: int = opt(4, "Pairs per device per step")
     grad_accum: int = opt(1, "Gradient accumulation steps")
-    lr: float = opt(2e-4, "Peak learning rate")
-    head_lr_mult: float = opt(10.0, "The score head's learning rate as a multiple of --lr (1: one rate for all)")
+    learning_rate: float = opt(2e-4, "Peak learning rate")
+    head_lr_mult: float = opt(10.0, "The score head's learning rate as a multiple of --learning-rate (1: one rate for all)")
     pair_batches: bool = opt(True, "Keep each row and its negated twin (same pair_id, chosen and rejected "
                                    "swapped, other principles) next to each other in one batch, so gradients "
                                    "that ignore the principles cancel (off: plain shuffling)")
-    grad_checkpointing: bool = opt(False, "Recompute activations in the backward pass (less memory, slower)")
+    gradient_checkpointing: bool = opt(False, "Recompute activations in the backward pass (less memory, slower)")
     warmup: float = opt(0.05, "Warmup: a fraction of the steps (< 1) or a number of steps")
     lora: bool = opt(True, "Train LoRA adapters (off: fine-tune every weight)")
     lora_r: int = opt(16, "LoRA rank")
@@ -91,7 +93,10 @@ class TrainRMConfig:
     resume: bool = opt(True, "Continue from the newest out/checkpoint-* when there is one", resume_safe=True)
     stop_after: int | None = opt(None, "Save a checkpoint and stop once training reaches this step; rerun to go on",
                                  resume_safe=True)
-    keep_checkpoints: bool = opt(False, "Keep out/checkpoint-* after training finishes", resume_safe=True)
+    save_total_limit: int = opt(0, "Checkpoints kept (oldest removed first); 0: remove them all at the end",
+                                resume_safe=True)
+    report_to: str = opt("tensorboard", REPORT_TO_HELP, resume_safe=True)
+    merge: bool = opt(False, "Also write out/merged/: the LoRA merged into the base, score head included")
     trust_remote_code: bool = opt(False, "Allow model code from the hub (off by default)")
     progress: bool = opt(True, "Show a progress bar", resume_safe=True)
 
@@ -110,8 +115,11 @@ class TrainRMConfig:
             raise SalmonError(f"--head-init {self.head_init}: expected yes_no or random")
         if self.max_steps is not None and self.max_steps < 0:
             raise SalmonError("--max-steps must be at least 0")
-        if self.epochs <= 0 or self.pmp_epochs <= 0 or self.lr <= 0 or self.head_lr_mult <= 0:
-            raise SalmonError("--epochs, --pmp-epochs, --lr and --head-lr-mult must be positive")
+        if self.epochs <= 0 or self.pmp_epochs <= 0 or self.learning_rate <= 0 or self.head_lr_mult <= 0:
+            raise SalmonError("--epochs, --pmp-epochs, --learning-rate and --head-lr-mult must be positive")
+        if self.save_total_limit < 0:
+            raise SalmonError("--save-total-limit must be 0 or more")
+        check_report_to(self.report_to)
 
 
 def heldout_fraction_of(pair_id: str) -> float:
@@ -377,18 +385,19 @@ def run_phase(model, tokenizer, train_ds, eval_ds, out_dir: Path, cfg: TrainRMCo
         info(f"resuming from {last}")
     args = RewardConfig(
         output_dir=str(out_dir), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, num_train_epochs=epochs,
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate, num_train_epochs=epochs,
         max_steps=cfg.max_steps or -1, warmup_steps=cfg.warmup, lr_scheduler_type="cosine",
-        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2,
+        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=max(cfg.save_total_limit, 2),
         eval_strategy="steps" if eval_ds is not None else "no", eval_steps=cfg.eval_steps,
-        seed=cfg.seed, data_seed=cfg.seed, max_length=None, report_to=_report_to(),
-        disable_tqdm=not cfg.progress, use_cpu=not _has_cuda(), bf16=_use_bf16(model),
-        dataloader_num_workers=0, pad_to_multiple_of=None, gradient_checkpointing=cfg.grad_checkpointing,
+        seed=cfg.seed, data_seed=cfg.seed, max_length=None, report_to=trainer_report_to(cfg.report_to, out_dir),
+        disable_tqdm=True, use_cpu=not _has_cuda(), bf16=_use_bf16(model),
+        dataloader_num_workers=0, pad_to_multiple_of=None, gradient_checkpointing=cfg.gradient_checkpointing,
     )
     callbacks = [stop_after_callback(cfg.stop_after)] if cfg.stop_after else []
     trainer_cls = make_trainer_class(units if cfg.pair_batches else None, cfg.batch_size, cfg.seed, cfg.head_lr_mult)
     trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                             processing_class=tokenizer, callbacks=callbacks)
+    salmon_callbacks(trainer, cfg.progress, out_dir)
     with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its logs; stdout stays clean
         result = trainer.train(resume_from_checkpoint=last)
         ev = trainer.evaluate() if eval_ds is not None and trainer.state.global_step >= trainer.state.max_steps else {}
@@ -436,12 +445,6 @@ def _use_bf16(model) -> bool:
     import torch
 
     return next(model.parameters()).dtype == torch.bfloat16
-
-
-def _report_to() -> list[str]:
-    import importlib.util
-
-    return ["tensorboard"] if importlib.util.find_spec("tensorboard") else []
 
 
 def _split(rows: list[dict[str, Any]], tokenizer, cfg: TrainRMConfig):
@@ -527,13 +530,15 @@ def _finish(cfg: TrainRMConfig, files: StageFiles, model, tok, train, m: dict[st
     if len(rewards) >= 2:
         meta.update(reward_mean=statistics.fmean(rewards), reward_std=statistics.pstdev(rewards) or 1.0)
     rm.save(files.out)
+    if cfg.merge:
+        save_merged(rm, files.out / "merged")
     summary = {k: m.get(k) for k in ("steps", "train_loss", "runtime_s", "pairs_this_run", "pairs_per_s",
                                      "processes")}
     summary.update(train_pairs=len(train), twin_units=m.get("twin_units"), heldout_accuracy=m.get("heldout_accuracy"),
                    heldout_loss=m.get("heldout_loss"), reward_mean=meta["reward_mean"],
                    reward_std=meta["reward_std"], pmp=pmp)
     files.write_summary(summary)
-    if not cfg.keep_checkpoints:  # only after the summary: a kill before it resumes from them
+    if not cfg.save_total_limit:  # only after the summary: a kill before it resumes from them
         for ckpt in files.out.glob("checkpoint-*"):
             shutil.rmtree(ckpt, ignore_errors=True)
     info(f"reward model written to {files.out} (held-out accuracy: {summary['heldout_accuracy']})")

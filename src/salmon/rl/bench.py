@@ -73,7 +73,7 @@ class SteerBenchConfig:
     max_new_tokens: int = opt(48, "Response tokens in training")
     eval_max_new_tokens: int = opt(96, "Response tokens in the before/after measurement")
     ppo_epochs: int = opt(2, "PPO epochs per rollout")
-    lr: float = opt(3e-4, "Learning rate")
+    learning_rate: float = opt(3e-4, "Learning rate")
     temperature: float = opt(0.7, "Sampling temperature (training and measurement)")
     seed: int = opt(0, "Random seed")
     out: str = opt("bench_steer", "Folder for the two RL runs (a rerun reuses finished runs)")
@@ -100,9 +100,9 @@ def steer(cfg: SteerBenchConfig) -> None:
         t0 = time.time()
         out = rl(RLConfig(policy=cfg.policy, rm=cfg.rm, prompts=cfg.prompts, principles=spec, intervention=None,
                           out=str(Path(cfg.out) / name), steps=cfg.steps, batch_size=cfg.batch_size,
-                          max_new_tokens=cfg.max_new_tokens, ppo_epochs=cfg.ppo_epochs, lr=cfg.lr,
+                          max_new_tokens=cfg.max_new_tokens, ppo_epochs=cfg.ppo_epochs, learning_rate=cfg.learning_rate,
                           temperature=cfg.temperature, unfinished_penalty=0.0, seed=cfg.seed,
-                          save_every=cfg.steps, device="cpu"))
+                          save_steps=cfg.steps, device="cpu", report_to="none"))
         runs[name] = {"after": _measure(load_causal_lm(str(out), device="cpu"), cfg),
                       "train_seconds": round(time.time() - t0, 1)}
     rm = InstructableRewardModel.load(cfg.rm, device="cpu")

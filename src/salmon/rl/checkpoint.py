@@ -161,3 +161,9 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.exists():
         raise SalmonError(f"{path}: missing from the checkpoint; remove the checkpoint folder to start over")
     return load_file(str(path))
+
+
+def remove_all(out: Path) -> None:
+    """Drop every checkpoint (`--save-total-limit 0`, once the final output is written)."""
+    for _, folder in checkpoints(out):
+        shutil.rmtree(folder, ignore_errors=True)

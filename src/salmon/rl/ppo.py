@@ -33,14 +33,16 @@ from salmon.config import opt
 from salmon.errors import SalmonError
 from salmon.principles import BOOST_MODES
 from salmon.progress import info, progress_bar
+from salmon.rl.principle_sets import check_rm_budget, load_principle_sets
 from salmon.stage import StageFiles
+from salmon.trackers import REPORT_TO_HELP, StepTracker, check_report_to
 
-ALGOS = ("ppo", "grpo", "rloo")
+ALGOS = ("ppo", "grpo", "rloo", "dpo")
 
 
 @dataclass
 class RLConfig:
-    algo: str = opt("ppo", "ppo (ours, as in the paper), grpo or rloo (TRL trainers)")
+    algo: str = opt("ppo", "ppo (ours, as in the paper), grpo or rloo (TRL trainers), or dpo (TRL, offline on --preferences)")
     policy: str = opt("default", "Starting policy: 'default', a model folder, or a LoRA adapter folder (e.g. the SFT output)")
     rm: str = opt("rm", "Reward model folder (from `salmon train-rm`)")
     prompts: str = opt("builtin", "Prompts: builtin, eval, redteam, or a .jsonl/.json/.parquet file")
@@ -56,7 +58,7 @@ class RLConfig:
     batch_size: int = opt(8, "Prompts per step per process")
     mini_batches: int = opt(1, "Minibatches per PPO epoch")
     ppo_epochs: int = opt(4, "PPO epochs per rollout")
-    lr: float = opt(1e-4, "AdamW learning rate (policy and value adapters, value head)")
+    learning_rate: float = opt(1e-4, "AdamW learning rate (policy and value adapters, value head)")
     max_new_tokens: int = opt(128, "Maximum response tokens")
     max_prompt_tokens: int = opt(256, "Query budget: longer prompts are cut at the end and counted")
     temperature: float = opt(0.7, "Sampling temperature (log-probs use the same temperature)")
@@ -89,18 +91,22 @@ class RLConfig:
     num_generations: int = opt(4, "grpo/rloo: completions per prompt")
     system_prompt: str | None = opt(None, "Optional system message")
     seed: int = opt(0, "Random seed")
-    save_every: int = opt(25, "Checkpoint every N steps")
-    keep_checkpoints: int = opt(2, "Checkpoints kept (oldest removed first)")
+    save_steps: int = opt(25, "Checkpoint every N steps")
+    save_total_limit: int = opt(2, "Checkpoints kept (oldest removed first); 0: remove them all at the end")
     stop_after: int | None = opt(None, "Stop (with a checkpoint) after this many steps; rerun to resume", resume_safe=True)
     dtype: str = opt("auto", "auto, float32, bfloat16 or float16")
     device: str = opt("auto", "auto (cuda if present), cpu or cuda", resume_safe=True)
     progress: bool = opt(True, "Show a progress bar", resume_safe=True)
+    report_to: str = opt("tensorboard", REPORT_TO_HELP, resume_safe=True)
+    preferences: str | None = opt(None, "dpo: an aggregate folder or an export-preferences folder")
+    principles_in_system: bool = opt(False, "dpo: train on every example with its principles in a system turn")
+    beta: float = opt(0.1, "dpo: DPO's beta (how strongly the policy is tied to the reference)")
 
     def validate(self) -> None:
         if self.algo not in ALGOS:
             raise SalmonError(f"--algo {self.algo}: expected one of {', '.join(ALGOS)}")
         for name in ("steps", "batch_size", "mini_batches", "ppo_epochs", "max_new_tokens",
-                     "max_prompt_tokens", "max_principles", "save_every", "num_generations"):
+                     "max_prompt_tokens", "max_principles", "save_steps", "num_generations"):
             if getattr(self, name) < 1:
                 raise SalmonError(f"--{name.replace('_', '-')} must be at least 1")
         if self.batch_size % self.mini_batches:
@@ -111,6 +117,9 @@ class RLConfig:
             raise SalmonError(f"--value-head-init {self.value_head_init}: expected copy or zero")
         if self.kl_estimator not in ("k1", "k3"):
             raise SalmonError(f"--kl-estimator {self.kl_estimator}: expected k1 or k3")
+        check_report_to(self.report_to)
+        if self.save_total_limit < 0:
+            raise SalmonError("--save-total-limit must be 0 or more")
         if self.temperature <= 0:
             raise SalmonError("--temperature must be above 0 (PPO needs sampled responses)")
 
@@ -119,43 +128,22 @@ def rl(cfg: RLConfig) -> Path:
     """Train a policy against the instructable RM with `cfg.algo`; returns the output folder."""
     from salmon.rl.models import check_rm_folder
 
-    check_rm_folder(cfg.rm)
-    runners = {"ppo": train_ppo, "grpo": _trl("grpo"), "rloo": _trl("rloo")}
+    if cfg.algo != "dpo":
+        check_rm_folder(cfg.rm)
+    runners = {"ppo": train_ppo, "grpo": _trl("grpo"), "rloo": _trl("rloo"), "dpo": _trl("dpo")}
     return runners[cfg.algo](cfg)
 
 
 def _trl(algo: str):
     def run(cfg: RLConfig) -> Path:
+        if algo == "dpo":
+            from salmon.rl.dpo import train_dpo
+
+            return train_dpo(cfg)
         from salmon.rl.trl_algos import train_trl
 
         return train_trl(cfg, algo)
     return run
-
-
-def load_principle_sets(cfg: RLConfig):
-    from salmon.principles import load_principles
-
-    principles = load_principles(cfg.principles)
-    if len(principles) < cfg.max_principles:
-        info(f"{cfg.principles}: {len(principles)} principles, fewer than --max-principles "
-             f"{cfg.max_principles}; every prompt gets all of them")
-    interventions = load_principles(cfg.intervention) if cfg.intervention else []
-    return principles, interventions
-
-
-def check_rm_budget(tokenizer, max_length: int, principles, interventions, k: int) -> None:
-    """Fail at the start, not mid-run, when the longest principle list the sampler can
-    draw leaves the reward model too few of its `max_length` tokens for the exchange."""
-    from salmon.reward.template import MIN_PREFIX_TOKENS, split_rm_input
-
-    longest = sorted(principles, key=lambda p: len(p.definition), reverse=True)[:k] + list(interventions)
-    _, suffix = split_rm_input(tokenizer, "", "", [p.definition for p in longest])
-    used = len(tokenizer(suffix, add_special_tokens=False)["input_ids"])
-    if max_length - used < MIN_PREFIX_TOKENS:
-        raise SalmonError(
-            f"--principles: the longest draw ({len(longest)} principles) is {used} tokens of the reward model's "
-            f"{max_length} (max_length in salmon_rm.json); lower --max-principles, pass --intervention '', "
-            "or train the RM with a larger --max-length")
 
 
 def train_ppo(cfg: RLConfig) -> Path:
@@ -181,7 +169,7 @@ def train_ppo(cfg: RLConfig) -> Path:
     params = [p for p in models.actor_critic.parameters() if p.requires_grad]
     import torch
 
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.0)
     start = ckpt.restore_latest(files.out, models, optimizer)
     if acc.state.deepspeed_plugin is not None:  # no dataloader to infer it from
         acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.batch_size // cfg.mini_batches
@@ -189,7 +177,7 @@ def train_ppo(cfg: RLConfig) -> Path:
     pool = PromptPool.build(models.tokenizer, prompts, cfg.max_prompt_tokens, cfg.system_prompt)
     if any(pool.truncated):
         info(f"{sum(pool.truncated)} prompt(s) longer than --max-prompt-tokens {cfg.max_prompt_tokens} were cut to fit")
-    log = StepLog(files.out, start, acc.is_main_process)
+    log = StepLog(files.out, start, acc.is_main_process, cfg.report_to)
     end = min(cfg.steps, cfg.stop_after) if cfg.stop_after else cfg.steps
     with log, progress_bar(cfg.steps, "rl", "steps", cfg.progress and acc.is_main_process, completed=start) as advance:
         for step in range(start, end):
@@ -200,8 +188,8 @@ def train_ppo(cfg: RLConfig) -> Path:
             record["principles_drawn"] = _gather_lists(acc, record["principles_drawn"])
             log.write(record)
             advance(1)
-            if (step + 1) % cfg.save_every == 0 or step + 1 == end:
-                ckpt.save(files.out, step + 1, models, optimizer, acc, cfg.keep_checkpoints)
+            if (step + 1) % cfg.save_steps == 0 or step + 1 == end:
+                ckpt.save(files.out, step + 1, models, optimizer, acc, max(cfg.save_total_limit, 1))
     if end < cfg.steps:
         info(f"stopped after step {end} of {cfg.steps}; rerun the same command to resume")
         return files.out
@@ -210,6 +198,8 @@ def train_ppo(cfg: RLConfig) -> Path:
         ckpt.save_policy(files.out, models)
         files.write_summary({**_summary(files.out, cfg, pool, models), "processes": acc.num_processes,
                              "ranks_in_sync": in_sync})
+        if cfg.save_total_limit == 0:  # only after the summary: a kill before it resumes from them
+            ckpt.remove_all(files.out)
     acc.wait_for_everyone()
     if acc.is_main_process:
         info(f"wrote the policy adapter to {files.out}")
@@ -336,32 +326,28 @@ def _gather_lists(acc, items: list) -> list:
 
 
 class StepLog:
-    """log.jsonl (one record per step) and TensorBoard scalars, written by the main
-    process. On resume, records after the checkpoint's step are dropped (they are
+    """log.jsonl (one record per step) and tracker scalars (`--report-to`), written by the
+    main process. On resume, records after the checkpoint's step are dropped (they are
     recomputed), and TensorBoard purges its events from that step on."""
 
-    def __init__(self, out: Path, start: int, enabled: bool):
+    def __init__(self, out: Path, start: int, enabled: bool, report_to: str = "tensorboard"):
         self.path, self.enabled, self._fh, self._tb = out / "log.jsonl", enabled, None, None
         if not enabled:
             return
-        from torch.utils.tensorboard import SummaryWriter
-
         from salmon.jsonl import recover_jsonl, write_jsonl
 
         # a kill -9 mid-write leaves a torn last line: dropped with the records past the checkpoint
         kept = [r for r in recover_jsonl(self.path) if r.get("step", 0) <= start] if self.path.exists() else []
         write_jsonl(self.path, kept)
         self._fh = open(self.path, "a", encoding="utf-8")
-        self._tb = SummaryWriter(log_dir=str(out / "tb"), purge_step=start + 1 if start else None)
+        self._tb = StepTracker(report_to, out, start)
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
         self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._fh.flush()
-        for k, v in record.items():
-            if isinstance(v, float):
-                self._tb.add_scalar(f"rl/{k}", v, record["step"])
+        self._tb.log({k: v for k, v in record.items() if isinstance(v, float)}, record["step"], "rl/")
 
     def __enter__(self) -> StepLog:
         return self

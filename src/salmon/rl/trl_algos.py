@@ -11,8 +11,8 @@ functions: `unfinished_penalty` (no stop token) and `length_bonus` when switched
 KL to the reference uses `--kl-coef` as TRL's beta (the reference is the policy with
 its LoRA adapter disabled, so it costs no second copy of the weights).
 
-Writes the policy adapter, `log.jsonl` (TRL's logged metrics per step), TensorBoard
-events under `tb/`, TRL's `checkpoint-N/` folders (a rerun resumes from the newest),
+Writes the policy adapter, `log.jsonl` (TRL's logged metrics per step), tracker files
+(`--report-to`: TensorBoard events under `tb/`, or `wandb/`), TRL's `checkpoint-N/` folders (a rerun resumes from the newest),
 `config.yaml` and `summary.json` last.
 """
 
@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PrinterCallback, TrainerCallback
+from transformers import TrainerCallback
 
 from salmon.errors import SalmonError
 from salmon.jsonl import read_jsonl, write_jsonl
 from salmon.progress import info
 from salmon.rl.shaping import length_bonus
 from salmon.stage import StageFiles
+from salmon.trackers import salmon_callbacks, trainer_report_to
 
 
 def unfinished_penalty_fn(penalty: float, stop_ids: list[int]) -> Callable[..., list[float]]:
@@ -60,7 +61,7 @@ def build_dataset(cfg, tokenizer, rows_needed: int):
     from datasets import Dataset
 
     from salmon.chat import prompt_messages
-    from salmon.rl.ppo import load_principle_sets
+    from salmon.rl.principle_sets import load_principle_sets
     from salmon.rl.rollout import PromptPool, draw_principles
     from salmon.sources import load_prompts
 
@@ -86,11 +87,12 @@ def trainer_args(cfg, algo: str, out: Path, on_cpu: bool):
     common = dict(
         output_dir=str(out), per_device_train_batch_size=cfg.batch_size * cfg.num_generations,
         num_generations=cfg.num_generations, max_completion_length=cfg.max_new_tokens, max_steps=cfg.steps,
-        learning_rate=cfg.lr, num_iterations=cfg.ppo_epochs, epsilon=cfg.clip_range,
+        learning_rate=cfg.learning_rate, num_iterations=cfg.ppo_epochs, epsilon=cfg.clip_range,
         temperature=cfg.temperature, beta=cfg.kl_coef, seed=cfg.seed, logging_steps=1,
-        save_steps=cfg.save_every, save_total_limit=cfg.keep_checkpoints, report_to="none",
+        save_steps=cfg.save_steps, save_total_limit=max(cfg.save_total_limit, 1),
+        report_to=trainer_report_to(cfg.report_to, out),
         use_cpu=on_cpu, bf16=not on_cpu and cfg.dtype in ("auto", "bf16", "bfloat16"),
-        max_grad_norm=cfg.max_grad_norm, disable_dropout=True, gradient_checkpointing=False,
+        max_grad_norm=cfg.max_grad_norm, disable_dropout=True, gradient_checkpointing=cfg.gradient_checkpointing,
         disable_tqdm=not cfg.progress,
     )
     return (GRPOConfig if algo == "grpo" else RLOOConfig)(**common)
@@ -99,14 +101,12 @@ def trainer_args(cfg, algo: str, out: Path, on_cpu: bool):
 def train_trl(cfg, algo: str) -> Path:
     """Run TRL's GRPO or RLOO trainer with the instructable RM as the reward."""
     from peft import LoraConfig
-    from torch.utils.tensorboard import SummaryWriter
-    from transformers.integrations import TensorBoardCallback
     from trl import GRPOTrainer, RLOOTrainer
 
     from salmon.models import load_causal_lm, load_tokenizer, pick_device
     from salmon.reward import InstructableRewardModel, make_reward_fn
     from salmon.rl.models import policy_parts
-    from salmon.rl.ppo import check_rm_budget, load_principle_sets
+    from salmon.rl.principle_sets import check_rm_budget, load_principle_sets
     from salmon.rl.rollout import stop_ids
 
     if policy_parts(cfg.policy)[1] is not None:
@@ -132,22 +132,38 @@ def train_trl(cfg, algo: str) -> Path:
     targets: Any = cfg.lora_target if cfg.lora_target == "all-linear" else cfg.lora_target.split(",")
     peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
                              target_modules=targets, task_type="CAUSAL_LM")
-    callbacks = [TensorBoardCallback(tb_writer=SummaryWriter(str(files.out / "tb"))), JsonlLog(files.out)]
     trainer_cls = GRPOTrainer if algo == "grpo" else RLOOTrainer
     trainer = trainer_cls(model=model, reward_funcs=rewards, args=trainer_args(cfg, algo, files.out, device == "cpu"),
                           train_dataset=dataset, processing_class=tok, peft_config=peft_config,
-                          callbacks=callbacks)
-    trainer.remove_callback(PrinterCallback)  # metrics go to log.jsonl and TensorBoard, not stdout
-    resume = any(files.out.glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=True if resume else None)
-    if trainer.accelerator.is_main_process:
-        trainer.save_model(str(files.out))
-        tok.save_pretrained(str(files.out))
+                          callbacks=[JsonlLog(files.out)])
+    salmon_callbacks(trainer, cfg.progress, files.out)
+    if train_and_save(trainer, tok, files.out):
         files.write_summary({"algo": algo, "steps": cfg.steps, "prompts_truncated": truncated,
                              "reward_functions": [getattr(f, "__name__", "reward") for f in rewards],
                              "final_log": trainer.state.log_history[-1] if trainer.state.log_history else {}})
+        drop_checkpoints(files.out, cfg.save_total_limit)
         info(f"wrote the policy adapter to {files.out}")
     return files.out
+
+
+def train_and_save(trainer, tok, out: Path) -> bool:
+    """Train (resuming from the newest checkpoint-N), then write the adapter and tokenizer
+    to `out`; True on the main process (which then writes the summary)."""
+    trainer.train(resume_from_checkpoint=True if any(out.glob("checkpoint-*")) else None)
+    if not trainer.accelerator.is_main_process:
+        return False
+    trainer.save_model(str(out))
+    tok.save_pretrained(str(out))
+    return True
+
+
+def drop_checkpoints(out: Path, save_total_limit: int) -> None:
+    """`--save-total-limit 0`: no checkpoint-N/ is kept once the summary is written."""
+    import shutil
+
+    if save_total_limit == 0:
+        for folder in out.glob("checkpoint-*"):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class JsonlLog(TrainerCallback):
