@@ -21,6 +21,7 @@ from salmon.judge_bench import BenchJudgeConfig, bench_judge
 from salmon.judge_eval import EvalJudgeConfig, eval_judge
 from salmon.pairs import PairsConfig, make_pairs
 from salmon.report import ReportConfig, report
+from salmon.reward.bench import BenchTrainRMConfig, bench_train_rm
 from salmon.reward.evaluate import EvalRMConfig, eval_rm
 from salmon.reward.score import ScoreConfig, score
 from salmon.reward.train import TrainRMConfig, train_rm
@@ -54,6 +55,7 @@ BENCHES: dict[str, tuple[type, object, tuple[str, ...]]] = {
     "judge": (BenchJudgeConfig, bench_judge, ()),
     "steer": (SteerBenchConfig, steer, ()),
     "rl-memory": (MemoryBenchConfig, rl_memory, ()),
+    "train-rm": (BenchTrainRMConfig, bench_train_rm, ()),
 }
 
 app = typer.Typer(help="SALMON: align a language model with written principles and an instructable reward model.",
