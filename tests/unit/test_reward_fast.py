@@ -130,3 +130,64 @@ def test_bad_fast_options_are_clear_errors():
                      (dict(max_response_tokens=0), "--max-response-tokens")):
         with pytest.raises(SalmonError, match=flag):
             TrainRMConfig(**kw).validate()
+
+
+def test_group_prefixes():
+    from salmon.reward.shared import group_prefixes
+
+    assert group_prefixes([[1, 2], [3], [1, 2], [3], [4]]) == ([[1, 2], [3], [4]], [0, 1, 0, 1, 2])
+
+
+def test_shared_prefix_logits_and_gradients_equal_the_full_inputs(tiny_model, tmp_path):
+    import torch
+
+    from salmon.models import load_tokenizer
+    from salmon.padding import right_pad
+    from salmon.reward.shared import shared_prefix_logits
+
+    tok = load_tokenizer(str(tiny_model))
+    torch.manual_seed(0)
+    model = build_rm_model(small_cfg(tiny_model, "unused", tmp_path / "rm", trainable_layers=1), tok)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # non-zero LoRA so that the top layer's keys/values carry gradients
+            torch.nn.init.normal_(p, std=0.1)
+    prefixes = [[1, 2, 3, 4, 5], [7, 8, 9], [1, 2, 3, 4, 5], [7, 8, 9]]
+    suffixes = [[10, 11], [12, 13, 14, 15], [16], [17, 18, 19]]
+    ids, mask = right_pad([a + b for a, b in zip(prefixes, suffixes, strict=True)], tok.pad_token_id)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    full = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    shared = shared_prefix_logits(model, prefixes, suffixes, tok.pad_token_id)
+    assert torch.allclose(full, shared, atol=1e-5)
+    weights = torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+    for g_full, g_shared in zip(torch.autograd.grad((full * weights).sum(), params),
+                                torch.autograd.grad((shared * weights).sum(), params), strict=True):
+        assert torch.allclose(g_full, g_shared, atol=1e-5)
+
+
+def test_training_with_shared_prefixes_gives_the_same_loss(tiny_model, tmp_path):
+    import torch
+    from transformers import set_seed
+    from trl import RewardConfig
+
+    from salmon.models import load_tokenizer
+    from salmon.reward.trainer import collate_with_twins, make_trainer_class
+
+    tok = load_tokenizer(str(tiny_model))
+    rows = rm_rows(4)
+    for i in (1, 3):
+        rows[i].update(chosen=rows[i - 1]["rejected"], rejected=rows[i - 1]["chosen"])
+    ds = tokenize_rows(rows, tok, 192, twins=twin_ids(twin_units(rows), 4))
+    set_seed(0)
+    model = build_rm_model(small_cfg(tiny_model, "unused", tmp_path / "rm"), tok)
+    args = RewardConfig(output_dir=str(tmp_path / "o"), use_cpu=True, report_to=[], max_length=None)
+    batch = collate_with_twins(tok.pad_token_id)([ds[i] for i in range(4)])
+    assert batch["split"].tolist() == list(ds["chosen_split"]) + list(ds["rejected_split"])
+    model.train()
+    losses = []
+    for share in (False, True):
+        trainer = make_trainer_class(None, 4, 0, 1.0, 1.0, share)(model=model, args=args, train_dataset=ds,
+                                                                   processing_class=tok)
+        with torch.no_grad():
+            losses.append(trainer.compute_loss(model, dict(batch)).item())
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)

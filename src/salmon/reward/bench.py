@@ -32,7 +32,7 @@ from salmon.config import opt
 from salmon.errors import SalmonError
 
 # the recipe before this benchmark existed: LoRA on every layer, whole responses, no flip term
-TODAY: dict[str, Any] = {"trainable_layers": 0, "max_response_tokens": None, "flip_coefficient": 0.0,
+TODAY: dict[str, Any] = {"trainable_layers": 0, "max_response_tokens": None, "flip_coefficient": 0.0, "share_prefix": False,
                          "lora": True, "lora_r": 16, "lora_alpha": 32}
 TARGETS = {"speedup": 3.0, "peak_rss_mb": 4096}
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from salmon.errors import SalmonError
 from salmon.jsonl import iter_jsonl
-from salmon.reward.template import _cut, encode_rm_input
+from salmon.reward.template import _cut, encode_rm_parts
 
 REQUIRED_COLUMNS = ("prompt", "chosen", "rejected", "principles")
 
@@ -175,16 +175,19 @@ def twin_ids(units: list[list[int]], n: int) -> list[int]:
 def tokenize_rows(rows: list[dict[str, Any]], tokenizer, max_length: int, max_response_tokens: int | None = None,
                   twins: list[int] | None = None):
     """A `datasets.Dataset` of {chosen_ids, rejected_ids} (RewardTrainer's pre-tokenised form),
-    with a `twin` column (see `twin_ids`) when `twins` is given."""
+    {chosen_split, rejected_split} (where the exchange ends and the principles begin: see
+    `reward.shared`), and a `twin` column (see `twin_ids`) when `twins` is given."""
     from datasets import Dataset
 
-    data: dict[str, list] = {"chosen_ids": [], "rejected_ids": []}
+    data: dict[str, list] = {"chosen_ids": [], "rejected_ids": [], "chosen_split": [], "rejected_split": []}
     for n, r in enumerate(rows):
         where = f"training row {n} (pair_id {r.get('pair_id', '?')})"
         try:
             for side in ("chosen", "rejected"):
                 response = cap_response(tokenizer, r[side], max_response_tokens)
-                data[f"{side}_ids"].append(encode_rm_input(tokenizer, r["prompt"], response, r["principles"], max_length))
+                prefix, suffix = encode_rm_parts(tokenizer, r["prompt"], response, r["principles"], max_length)
+                data[f"{side}_ids"].append(prefix + suffix)
+                data[f"{side}_split"].append(len(prefix))
         except SalmonError as e:
             raise SalmonError(f"{where}: {e}") from None
     if twins is not None:

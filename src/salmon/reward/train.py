@@ -83,6 +83,8 @@ class TrainRMConfig:
                                    "backward pass stops at the first trainable layer")
     max_response_tokens: int | None = opt(None, "Cut each training response to its first N tokens (marked with "
                                                 "an ellipsis; the principles are never cut)")
+    share_prefix: bool = opt(True, "Run each distinct (prompt, response) of a batch once, for all the principle "
+                                   "lists it is shown under (a row and its negated twin); exact, only faster")
     flip_coefficient: float = opt(0.0, "Weight of the flip term: -log sigmoid(margin(P) + margin(not P)) over "
                                        "each row and its negated twin in a batch (0: off)")
     head_init: str = opt("yes_no", "Score head start: yes_no (the LM's Yes-minus-No logit) or random")

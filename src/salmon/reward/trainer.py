@@ -128,25 +128,30 @@ def stop_after_callback(steps: int):
 
 
 def collate_with_twins(pad_token_id: int):
-    """TRL's preference collator, passing each row's `twin` unit through as a tensor."""
+    """TRL's preference collator, passing through each row's `twin` unit and, as `split`
+    (chosen rows first, like input_ids), where each input's principles begin."""
     import torch
     from trl.trainer.reward_trainer import DataCollatorForPreference
 
     base = DataCollatorForPreference(pad_token_id=pad_token_id)
+    extra = ("twin", "chosen_split", "rejected_split")
 
     def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
-        out = base([{k: v for k, v in e.items() if k != "twin"} for e in examples])
+        out = base([{k: v for k, v in e.items() if k not in extra} for e in examples])
         if "twin" in examples[0]:
             out["twin"] = torch.tensor([e["twin"] for e in examples], dtype=torch.long)
+        if "chosen_split" in examples[0]:
+            out["split"] = torch.tensor([e["chosen_split"] for e in examples] + [e["rejected_split"] for e in examples])
         return out
 
     return collate
 
 
 def make_trainer_class(units: list[list[int]] | None, batch_size: int, seed: int, head_lr_mult: float,
-                       flip_coefficient: float = 0.0):
+                       flip_coefficient: float = 0.0, share_prefix: bool = False):
     """RewardTrainer with twin-keeping batches (when `units` is given), a separate learning
-    rate for the score head, and `flip_coefficient` x `losses.flip_loss` added in training."""
+    rate for the score head, `flip_coefficient` x `losses.flip_loss` added in training, and
+    (`share_prefix`) each distinct exchange of a batch run once (`reward.shared`)."""
     from trl import RewardTrainer
 
     class SalmonRewardTrainer(RewardTrainer):
@@ -157,12 +162,18 @@ def make_trainer_class(units: list[list[int]] | None, batch_size: int, seed: int
 
         def _set_signature_columns_if_needed(self):
             super()._set_signature_columns_if_needed()
-            self._signature_columns = [*self._signature_columns, "twin"]
+            self._signature_columns = [*self._signature_columns, "twin", "chosen_split", "rejected_split"]
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            twin = inputs.pop("twin", None)
+            twin, split = inputs.pop("twin", None), inputs.pop("split", None)
+            if share_prefix and split is not None and bool((split > 0).all()):
+                from salmon.reward.shared import shared_prefix_logits, split_batch
+
+                prefixes, suffixes = split_batch(inputs["input_ids"], inputs["attention_mask"], split)
+                logits = shared_prefix_logits(model, prefixes, suffixes, self.processing_class.pad_token_id)
+                model = precomputed(logits)  # TRL's loss and metrics, on these scores
             loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
-            if flip_coefficient and twin is not None and model.training:
+            if flip_coefficient and twin is not None and self.model.training:
                 from salmon.reward.losses import flip_loss
 
                 chosen, rejected = outputs.logits.squeeze(-1).chunk(2)
@@ -187,6 +198,16 @@ def make_trainer_class(units: list[list[int]] | None, batch_size: int, seed: int
             return self.optimizer
 
     return SalmonRewardTrainer
+
+
+def precomputed(logits):
+    """A stand-in model whose call returns `logits` (so TRL's compute_loss can use them)."""
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    def call(**_inputs):
+        return SequenceClassifierOutput(logits=logits)
+
+    return call
 
 
 def run_phase(model, tokenizer, train_ds, eval_ds, out_dir: Path, cfg: TrainRMConfig, epochs: float,
@@ -214,7 +235,7 @@ def run_phase(model, tokenizer, train_ds, eval_ds, out_dir: Path, cfg: TrainRMCo
     )
     callbacks = [stop_after_callback(cfg.stop_after)] if cfg.stop_after else []
     trainer_cls = make_trainer_class(units if cfg.pair_batches else None, cfg.batch_size, cfg.seed, cfg.head_lr_mult,
-                                     cfg.flip_coefficient)
+                                     cfg.flip_coefficient, cfg.share_prefix)
     trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                           processing_class=tokenizer, callbacks=callbacks,
                           data_collator=collate_with_twins(tokenizer.pad_token_id))
