@@ -78,7 +78,7 @@ class TrainRMConfig:
     lora_r: int = opt(16, "LoRA rank")
     lora_alpha: int = opt(32, "LoRA alpha")
     lora_dropout: float = opt(0.0, "LoRA dropout")
-    trainable_layers: int = opt(0, "Train only the top N transformer layers (LoRA there, or every weight of them "
+    trainable_layers: int = opt(4, "Train only the top N transformer layers (LoRA there, or every weight of them "
                                    "with --no-lora) plus the score head; 0: all layers. Fewer is faster: the "
                                    "backward pass stops at the first trainable layer")
     max_response_tokens: int | None = opt(None, "Cut each training response to its first N tokens (marked with "
