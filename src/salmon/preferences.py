@@ -123,7 +123,7 @@ def rule_negations(principles_spec: str | None) -> dict[str, str]:
 
 
 def load_aggregate(spec: str) -> list[dict[str, Any]]:
-    from salmon.reward.train import load_rm_rows
+    from salmon.reward.data import load_rm_rows
 
     return load_rm_rows(spec)
 

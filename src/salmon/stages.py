@@ -98,6 +98,9 @@ BENCHES: dict[str, Stage] = {
     "rl-memory": Stage("salmon.rl.bench", "MemoryBenchConfig", "rl_memory", (), _help(
         "Peak memory of one PPO step with one shared base model against separate copies.",
         "salmon bench rl-memory --model default")),
+    "train-rm": Stage("salmon.reward.bench", "BenchTrainRMConfig", "bench_train_rm", (), _help(
+        "Train the reward model with today's recipe and the fast one on the same pairs, side by side.",
+        "salmon bench train-rm --model default --pairs 48 --json")),
 }
 
 # `salmon run`: pipeline stage (its folder in the run) in order, and its command name

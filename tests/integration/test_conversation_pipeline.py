@@ -58,7 +58,7 @@ def test_every_stage_keeps_the_conversation(run):
     from transformers import AutoTokenizer
 
     from salmon.jsonl import read_jsonl
-    from salmon.reward.train import tokenize_rows
+    from salmon.reward.data import tokenize_rows
 
     tmp, responses, pairs, data, rm = run
     assert [r["prompt"] for r in read_jsonl(responses) if r["id"] == "talk"] == [TALK]

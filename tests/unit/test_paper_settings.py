@@ -216,8 +216,8 @@ def test_value_head_zero_at_start_and_value_lora_from_the_rm(tiny_model, random_
 
 def test_rm_templates_rotate_by_pair_id(tiny_model):
     from salmon.models import load_tokenizer
+    from salmon.reward.data import tokenize_rows
     from salmon.reward.template import RM_TEMPLATES, split_rm_input, template_for
-    from salmon.reward.train import tokenize_rows
     from salmon.templates import load_template
 
     picks = [template_for(f"p{i}", RM_TEMPLATES) for i in range(600)]
@@ -229,7 +229,7 @@ def test_rm_templates_rotate_by_pair_id(tiny_model):
     tok = load_tokenizer(str(tiny_model))
     rows = [{"pair_id": f"p{i}", "prompt": "Hi?", "chosen": "Hello.", "rejected": "Go away.",
              "principles": ["The response is polite."]} for i in range(6)]
-    rotated = tokenize_rows(rows, tok, 256, list(RM_TEMPLATES))
+    rotated = tokenize_rows(rows, tok, 256, templates=list(RM_TEMPLATES))
     plain = tokenize_rows(rows, tok, 256)
     for i, r in enumerate(rows):
         name = template_for(r["pair_id"], RM_TEMPLATES)

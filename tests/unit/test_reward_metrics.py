@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from salmon.reward.data import heldout_fraction_of, split_by_pair_id
 from salmon.reward.evaluate import flip_rate, format_table, pairwise_accuracy, pearson, rm_metrics
-from salmon.reward.train import heldout_fraction_of, split_by_pair_id
 
 
 def test_pairwise_accuracy_counts_ties_half():

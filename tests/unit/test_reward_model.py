@@ -21,7 +21,8 @@ def rm_dir(tiny_model, tmp_path_factory):
     import torch
 
     from salmon.models import load_tokenizer
-    from salmon.reward.train import TrainRMConfig, build_rm_model
+    from salmon.reward.train import TrainRMConfig
+    from salmon.reward.trainer import build_rm_model
 
     tok = load_tokenizer(str(tiny_model))
     torch.manual_seed(0)

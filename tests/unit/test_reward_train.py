@@ -8,14 +8,9 @@ import json
 import pytest
 
 from salmon.errors import SalmonError
-from salmon.reward.train import (
-    TrainRMConfig,
-    build_rm_model,
-    run_phase,
-    split_by_pair_id,
-    tokenize_rows,
-    train_rm,
-)
+from salmon.reward.data import split_by_pair_id, tokenize_rows
+from salmon.reward.train import TrainRMConfig, train_rm
+from salmon.reward.trainer import build_rm_model, run_phase
 
 SHORT = "The response is short and to the point."
 LONG = "The response is long and detailed."
@@ -194,7 +189,7 @@ def _row(pid, chosen, rejected, principles):
 
 
 def test_twin_units_pair_each_row_with_its_negated_copy():
-    from salmon.reward.train import twin_units
+    from salmon.reward.data import twin_units
 
     rows = [_row("a", "x", "y", ["P"]),       # 0: twin of 2
             _row("b", "u", "v", ["P"]),       # 1: no twin (3 has the same order, 4 another pair_id)
@@ -210,7 +205,7 @@ def test_twin_units_pair_each_row_with_its_negated_copy():
 
 
 def test_pack_units_never_splits_a_twin_across_batches():
-    from salmon.reward.train import pack_units
+    from salmon.reward.data import pack_units
 
     units = [[0, 1], [2], [3, 4], [5, 6], [7], [8, 9], [10]]
     for seed in range(20):
@@ -230,7 +225,7 @@ def test_pack_units_never_splits_a_twin_across_batches():
 
 
 def test_twin_sampler_is_used_and_reshuffles_per_epoch():
-    from salmon.reward.train import TwinBatchSampler, pack_units
+    from salmon.reward.data import TwinBatchSampler, pack_units
 
     units = [[0, 1], [2, 3], [4, 5], [6, 7]]
     s = TwinBatchSampler(units, 4, seed=3)
@@ -245,7 +240,8 @@ def test_trainer_uses_twin_batches_and_a_faster_head(tiny_model, tmp_path):
     from transformers import set_seed
 
     from salmon.models import load_tokenizer
-    from salmon.reward.train import TwinBatchSampler, make_trainer_class, twin_units
+    from salmon.reward.data import TwinBatchSampler, twin_units
+    from salmon.reward.trainer import make_trainer_class
 
     rows = rm_rows(8)  # rows 2k and 2k+1 share a pair_id but not swapped texts: make them twins
     for i in range(1, 8, 2):

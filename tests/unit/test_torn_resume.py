@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from salmon.reward.train import last_complete_checkpoint, train_rm
+from salmon.reward.train import train_rm
+from salmon.reward.trainer import last_complete_checkpoint
 from tests.unit.test_reward_train import rm_rows, save_rm_data, small_cfg
 
 

@@ -19,6 +19,9 @@ ids built here by `reward.template` (so the principles, which come last, are nev
   ignores the principles cancels within the batch (`--no-pair-batches`: plain shuffling).
   Rows without a twin in the data are trained as single rows; none is synthesised.
 - The score head learns `--head-lr-mult` (10) times faster than the LoRA weights.
+- `--trainable-layers N` trains only the top N layers (the step gets cheaper: see
+  `reward.trainer`); `--max-response-tokens` cuts long responses; `--flip-coefficient`
+  adds a term on each row and its negated twin (`reward.losses.flip_loss`).
 - Held-out pairs are chosen by a hash of `pair_id`, so no pass of a held-out pair leaks
   into training; their accuracy is logged every `--eval-steps`.
 - Checkpoints (`out/checkpoint-N`) every `--save-steps`; a rerun resumes from the newest
@@ -30,27 +33,30 @@ Writes `out/` (adapter + tokenizer + `salmon_rm.json`, then `summary.json` last)
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from salmon.config import opt
 from salmon.errors import SalmonError
-from salmon.jsonl import atomic_write_text, iter_jsonl
+from salmon.jsonl import atomic_write_text
 from salmon.progress import info
+from salmon.reward.data import (
+    load_pmp_rows,
+    load_rm_rows,
+    split_by_pair_id,
+    tokenize_rows,
+    twin_ids,
+    twin_units,
+)
 from salmon.reward.merge import save_merged
-from salmon.reward.model import InstructableRewardModel, load_seqcls
-from salmon.reward.template import RM_TEMPLATES, TEMPLATE, encode_rm_input, template_for
+from salmon.reward.model import InstructableRewardModel
+from salmon.reward.template import RM_TEMPLATES, TEMPLATE
+from salmon.reward.trainer import build_rm_model, run_phase
 from salmon.stage import StageFiles
-from salmon.trackers import REPORT_TO_HELP, check_report_to, salmon_callbacks, trainer_report_to
-
-REQUIRED_COLUMNS = ("prompt", "chosen", "rejected", "principles")
+from salmon.trackers import REPORT_TO_HELP, check_report_to
 
 
 @dataclass
@@ -76,6 +82,15 @@ class TrainRMConfig:
     lora_dropout: float = opt(0.0, "LoRA dropout")
     templates: list[str] = opt(["rm"], "RM prompt wordings rotated over training examples by pair id "
                                        f"(known: {', '.join(RM_TEMPLATES)}); scoring always uses 'rm'")
+    trainable_layers: int = opt(4, "Train only the top N transformer layers (LoRA there, or every weight of them "
+                                   "with --no-lora) plus the score head; 0: all layers. Fewer is faster: the "
+                                   "backward pass stops at the first trainable layer")
+    max_response_tokens: int | None = opt(None, "Cut each training response to its first N tokens (marked with "
+                                                "an ellipsis; the principles are never cut)")
+    share_prefix: bool = opt(True, "Run each distinct (prompt, response) of a batch once, for all the principle "
+                                   "lists it is shown under (a row and its negated twin); exact, only faster")
+    flip_coefficient: float = opt(0.0, "Weight of the flip term: -log sigmoid(margin(P) + margin(not P)) over "
+                                       "each row and its negated twin in a batch (0: off)")
     head_init: str = opt("yes_no", "Score head start: yes_no (the LM's Yes-minus-No logit) or random")
     max_length: int = opt(512, "Maximum tokens per input; the response is cut first, principles never")
     eval_fraction: float = opt(0.1, "Share of pair_ids held out for accuracy (hash of pair_id)")
@@ -108,343 +123,22 @@ class TrainRMConfig:
             raise SalmonError("--max-length must be at least 64")
         if not 0 <= self.eval_fraction < 1:
             raise SalmonError("--eval-fraction must be in [0, 1)")
-        bad = [t for t in self.templates if t not in RM_TEMPLATES]
-        if bad or not self.templates:
-            raise SalmonError(f"--templates: unknown template {bad[0] if bad else ''!r} (known: {', '.join(RM_TEMPLATES)})")
         if self.head_init not in ("yes_no", "random"):
             raise SalmonError(f"--head-init {self.head_init}: expected yes_no or random")
         if self.max_steps is not None and self.max_steps < 0:
             raise SalmonError("--max-steps must be at least 0")
+        if self.trainable_layers < 0 or self.flip_coefficient < 0:
+            raise SalmonError("--trainable-layers and --flip-coefficient must be at least 0")
+        if self.max_response_tokens is not None and self.max_response_tokens < 1:
+            raise SalmonError("--max-response-tokens must be at least 1 (or unset)")
         if self.epochs <= 0 or self.pmp_epochs <= 0 or self.learning_rate <= 0 or self.head_lr_mult <= 0:
             raise SalmonError("--epochs, --pmp-epochs, --learning-rate and --head-lr-mult must be positive")
         if self.save_total_limit < 0:
             raise SalmonError("--save-total-limit must be 0 or more")
+        bad = [t for t in self.templates if t not in RM_TEMPLATES]
+        if bad or not self.templates:
+            raise SalmonError(f"--templates: unknown template {bad[0] if bad else ''!r} (known: {', '.join(RM_TEMPLATES)})")
         check_report_to(self.report_to)
-
-
-def heldout_fraction_of(pair_id: str) -> float:
-    """A stable number in [0, 1) for a pair id (the same in every pass and process)."""
-    return int(hashlib.sha256(str(pair_id).encode("utf-8")).hexdigest()[:12], 16) / 16**12
-
-
-def split_by_pair_id(pair_ids: list[str], fraction: float) -> tuple[list[int], list[int]]:
-    """(train indices, held-out indices); every row of a pair id lands on the same side."""
-    held = [heldout_fraction_of(p) < fraction for p in pair_ids]
-    return [i for i, h in enumerate(held) if not h], [i for i, h in enumerate(held) if h]
-
-
-def load_rm_rows(spec: str, limit: int | None = None) -> list[dict[str, Any]]:
-    """Rows of a `salmon aggregate` folder (or its dataset folder, or a JSONL file)."""
-    path = Path(spec)
-    if path.suffix == ".jsonl":
-        rows = [rec for _, rec in iter_jsonl(path)]
-    else:
-        from datasets import load_from_disk
-
-        if not path.exists():
-            raise SalmonError(f"--data {spec}: not found (expected a `salmon aggregate` output folder)")
-        if (path / "dataset").exists():
-            if not (path / "summary.json").exists():
-                raise SalmonError(f"--data {spec}: unfinished (no summary.json); rerun `salmon aggregate`")
-            path = path / "dataset"
-        try:
-            rows = load_from_disk(str(path)).to_list()
-        except (FileNotFoundError, ValueError) as e:
-            raise SalmonError(f"--data {spec}: not a saved dataset ({str(e).splitlines()[0]})") from None
-    rows = rows[:limit] if limit is not None else rows
-    if not rows:
-        raise SalmonError(f"--data {spec}: no training pairs; check the aggregate summary (label yield)")
-    missing = [c for c in REQUIRED_COLUMNS if c not in rows[0]]
-    if missing:
-        raise SalmonError(f"--data {spec}: missing column '{missing[0]}' (needs {', '.join(REQUIRED_COLUMNS)})")
-    return rows
-
-
-def load_pmp_rows(path: str, principle: str) -> list[dict[str, Any]]:
-    rows = []
-    for lineno, rec in iter_jsonl(path):
-        for key in ("prompt", "chosen", "rejected"):
-            if not isinstance(rec.get(key), str):
-                raise SalmonError(f"{path}:{lineno}: missing text field '{key}'")
-        rows.append({"pair_id": rec.get("id", rec["prompt"]), "prompt": rec["prompt"], "chosen": rec["chosen"],
-                     "rejected": rec["rejected"], "principles": [principle]})
-    if not rows:
-        raise SalmonError(f"--pmp-data {path}: no pairs")
-    return rows
-
-
-def twin_units(rows: list[dict[str, Any]]) -> list[list[int]]:
-    """Row indices grouped into units: [i, j] when row j is row i's negated twin (same
-    pair_id, chosen and rejected swapped, a different principle list), else [i].
-
-    Twins are matched greedily in row order within a pair_id; a row without a twin is a
-    unit of its own. Every index appears in exactly one unit; units are in first-row order.
-    """
-    by_pair: dict[str, list[int]] = {}
-    for i, r in enumerate(rows):
-        by_pair.setdefault(str(r.get("pair_id", r["prompt"])), []).append(i)
-    partner: dict[int, int] = {}
-    for idx in by_pair.values():
-        for a_pos, a in enumerate(idx):
-            if a in partner:
-                continue
-            ra = rows[a]
-            for b in idx[a_pos + 1:]:
-                rb = rows[b]
-                if (b not in partner and ra["chosen"] == rb["rejected"] and ra["rejected"] == rb["chosen"]
-                        and ra["chosen"] != ra["rejected"] and list(ra["principles"]) != list(rb["principles"])):
-                    partner[a], partner[b] = b, a
-                    break
-    units, seen = [], set()
-    for i in range(len(rows)):
-        if i in seen:
-            continue
-        unit = [i, partner[i]] if i in partner else [i]
-        seen.update(unit)
-        units.append(unit)
-    return units
-
-
-def pack_units(units: list[list[int]], batch_size: int, seed: int) -> list[int]:
-    """A flat order of row indices whose consecutive `batch_size` chunks never split a
-    twin unit (unless `batch_size` is odd and no single row is left to fill a gap).
-
-    Units are shuffled with `seed`; each batch takes pairs while two slots are free, and
-    single rows for a last odd slot (or when no pair is left).
-    """
-    import random
-
-    rng = random.Random(seed)
-    pairs = [u for u in units if len(u) == 2]
-    singles = [u for u in units if len(u) == 1]
-    rng.shuffle(pairs)
-    rng.shuffle(singles)
-    # interleave singles among the pairs' batches rather than all at the end
-    order: list[int] = []
-    total = sum(len(u) for u in units)
-    while len(order) < total:
-        room = batch_size - len(order) % batch_size  # less after a split pair spilled over
-        batch: list[int] = []
-        while room > 0 and (pairs or singles):
-            if room % 2 == 1 and singles:  # an odd slot: a single row keeps the pairs aligned
-                batch += singles.pop()
-                room -= 1
-            elif pairs and (len(singles) < 2 or rng.random() >= len(singles) / (len(singles) + 2 * len(pairs))):
-                unit = pairs.pop()
-                batch += unit  # room == 1 here only when no single row is left: the pair is split
-                room -= len(unit)
-            else:  # two single rows (the second on the next, odd, slot)
-                batch += singles.pop()
-                room -= 1
-        order += batch
-    return order
-
-
-class TwinBatchSampler:
-    """A torch Sampler over `pack_units` orders, reshuffled each epoch (`set_epoch`)."""
-
-    def __init__(self, units: list[list[int]], batch_size: int, seed: int):
-        self.units, self.batch_size, self.seed, self.epoch = units, batch_size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __iter__(self):
-        return iter(pack_units(self.units, self.batch_size, self.seed * 1_000_003 + self.epoch))
-
-    def __len__(self) -> int:
-        return sum(len(u) for u in self.units)
-
-
-def tokenize_rows(rows: list[dict[str, Any]], tokenizer, max_length: int, templates: list[str] | None = None):
-    """A `datasets.Dataset` of {chosen_ids, rejected_ids} (RewardTrainer's pre-tokenised form),
-    each row under `template_for(pair_id, templates)` (default: the one scoring template)."""
-    from datasets import Dataset
-
-    data: dict[str, list] = {"chosen_ids": [], "rejected_ids": []}
-    for n, r in enumerate(rows):
-        where = f"training row {n} (pair_id {r.get('pair_id', '?')})"
-        template = template_for(str(r.get("pair_id", n)), templates or [TEMPLATE])
-        try:
-            for side in ("chosen", "rejected"):
-                data[f"{side}_ids"].append(encode_rm_input(tokenizer, r["prompt"], r[side], r["principles"], max_length,
-                                                           template=template))
-        except SalmonError as e:
-            raise SalmonError(f"{where}: {e}") from None
-    return Dataset.from_dict(data)
-
-
-def init_yes_no_head(model, tokenizer, base_path: str) -> bool:
-    """Set the score head to W[Yes] - W[No] of the LM head; False when not possible."""
-    import torch
-
-    yes, no = (tokenizer(w, add_special_tokens=False)["input_ids"] for w in ("Yes", "No"))
-    if len(yes) != 1 or len(no) != 1:
-        return False
-    if getattr(model.config.get_text_config(), "tie_word_embeddings", False):
-        rows = model.get_input_embeddings().weight[[yes[0], no[0]]]
-    else:
-        rows = _lm_head_rows(Path(base_path), [yes[0], no[0]])
-    if rows is None:
-        return False
-    with torch.no_grad():
-        model.score.weight.copy_((rows[0] - rows[1]).unsqueeze(0).to(model.score.weight.dtype))
-    return True
-
-
-def _lm_head_rows(folder: Path, rows: list[int]):
-    from safetensors import safe_open
-
-    for f in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(f), framework="pt") as st:
-            key = next((k for k in st.keys() if k.endswith("lm_head.weight")), None)
-            if key:
-                weight = st.get_slice(key)
-                return [weight[r:r + 1].squeeze(0) for r in rows]
-    return None
-
-
-def build_rm_model(cfg: TrainRMConfig, tokenizer, start_from: Path | None = None):
-    """The trainable RM: a fresh LoRA (or full) seq-cls model, or one saved at `start_from`."""
-    from salmon.models import pick_device, pick_dtype, resolve_model
-
-    base = resolve_model(cfg.model)
-    dtype = pick_dtype(cfg.dtype, pick_device("auto"))
-    if start_from is not None and not cfg.lora:
-        return load_seqcls(str(start_from), tokenizer.pad_token_id, dtype, cfg.trust_remote_code)
-    model = load_seqcls(base, tokenizer.pad_token_id, dtype, cfg.trust_remote_code)
-    if start_from is None and cfg.head_init == "yes_no" and not init_yes_no_head(model, tokenizer, base):
-        info("--head-init yes_no: no single-token Yes/No rows found; the score head starts random")
-    if not cfg.lora:
-        return model
-    from peft import LoraConfig, PeftModel, get_peft_model
-
-    if start_from is not None:
-        return PeftModel.from_pretrained(model, str(start_from), is_trainable=True)
-    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules="all-linear", modules_to_save=["score"], task_type="SEQ_CLS")
-    return get_peft_model(model, lora)
-
-
-def stop_after_callback(steps: int):
-    """A TrainerCallback that saves a checkpoint and stops after `steps` steps."""
-    from transformers import TrainerCallback
-
-    class StopAfter(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):
-            if state.global_step >= steps:
-                control.should_save = True
-                control.should_training_stop = True
-
-    return StopAfter()
-
-
-def make_trainer_class(units: list[list[int]] | None, batch_size: int, seed: int, head_lr_mult: float):
-    """RewardTrainer with twin-keeping batches (when `units` is given) and a separate
-    learning rate for the score head."""
-    from trl import RewardTrainer
-
-    class SalmonRewardTrainer(RewardTrainer):
-        def _get_train_sampler(self, train_dataset=None):
-            if units is not None:
-                return TwinBatchSampler(units, batch_size, seed)
-            return super()._get_train_sampler(train_dataset)
-
-        def create_optimizer(self, model=None):
-            if head_lr_mult == 1.0 or self.optimizer is not None:
-                return super().create_optimizer(model)
-            import torch
-
-            opt_model = self.model if model is None else model
-            head, rest = [], []
-            for n, p in opt_model.named_parameters():
-                if p.requires_grad:
-                    (head if ".score." in f".{n}" or n.startswith("score.") else rest).append(p)
-            groups = [{"params": rest, "weight_decay": self.args.weight_decay}]
-            if head:
-                groups.append({"params": head, "weight_decay": 0.0, "lr": self.args.learning_rate * head_lr_mult})
-            self.optimizer = torch.optim.AdamW(groups, lr=self.args.learning_rate, betas=(self.args.adam_beta1, self.args.adam_beta2),
-                                               eps=self.args.adam_epsilon)
-            return self.optimizer
-
-    return SalmonRewardTrainer
-
-
-def run_phase(model, tokenizer, train_ds, eval_ds, out_dir: Path, cfg: TrainRMConfig, epochs: float,
-              units: list[list[int]] | None = None) -> dict[str, Any]:
-    """Train one phase with RewardTrainer; resumes from out_dir/checkpoint-*; returns metrics.
-
-    `units` (from `twin_units`, indices into `train_ds`) keeps twins in one batch when
-    `cfg.pair_batches` is on."""
-    from trl import RewardConfig
-
-    last = last_complete_checkpoint(out_dir)
-    if last and not cfg.resume:
-        raise SalmonError(f"--out {out_dir}: has checkpoints; drop --no-resume to continue, or choose another --out")
-    if last:
-        info(f"resuming from {last}")
-    args = RewardConfig(
-        output_dir=str(out_dir), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate, num_train_epochs=epochs,
-        max_steps=cfg.max_steps or -1, warmup_steps=cfg.warmup, lr_scheduler_type="cosine",
-        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=max(cfg.save_total_limit, 2),
-        eval_strategy="steps" if eval_ds is not None else "no", eval_steps=cfg.eval_steps,
-        seed=cfg.seed, data_seed=cfg.seed, max_length=None, report_to=trainer_report_to(cfg.report_to, out_dir),
-        disable_tqdm=True, use_cpu=not _has_cuda(), bf16=_use_bf16(model),
-        dataloader_num_workers=0, pad_to_multiple_of=None, gradient_checkpointing=cfg.gradient_checkpointing,
-    )
-    callbacks = [stop_after_callback(cfg.stop_after)] if cfg.stop_after else []
-    trainer_cls = make_trainer_class(units if cfg.pair_batches else None, cfg.batch_size, cfg.seed, cfg.head_lr_mult)
-    trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                            processing_class=tokenizer, callbacks=callbacks)
-    salmon_callbacks(trainer, cfg.progress, out_dir)
-    with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its logs; stdout stays clean
-        result = trainer.train(resume_from_checkpoint=last)
-        ev = trainer.evaluate() if eval_ds is not None and trainer.state.global_step >= trainer.state.max_steps else {}
-    state = trainer.state
-    runtime = result.metrics.get("train_runtime") or 0.0
-    start = int(Path(last).name.rsplit("-", 1)[-1]) if last else 0
-    pairs = (state.global_step - start) * cfg.batch_size * cfg.grad_accum * args.world_size
-    metrics = {"steps": state.global_step, "max_steps": state.max_steps, "train_loss": result.training_loss,
-               "runtime_s": runtime, "pairs_this_run": pairs, "processes": args.world_size, "pairs_per_s": pairs / runtime if runtime else None,
-               "finished": state.global_step >= state.max_steps, "trainer": trainer}
-    if ev:
-        metrics.update(heldout_accuracy=ev.get("eval_accuracy"), heldout_loss=ev.get("eval_loss"))
-    return metrics
-
-
-def last_complete_checkpoint(out_dir: Path) -> str | None:
-    """The newest `out_dir/checkpoint-N` the trainer finished writing, or None.
-
-    The trainer writes a checkpoint folder in place, `trainer_state.json` last, so a kill
-    during a save leaves a newest folder without it (or with half of it) that resuming
-    would choke on. Such folders are skipped, and the main process removes them (the
-    rerun writes that step again)."""
-    found = []
-    for p in out_dir.glob("checkpoint-*") if out_dir.is_dir() else []:
-        if p.is_dir() and p.name.split("-", 1)[1].isdigit():
-            found.append((int(p.name.split("-", 1)[1]), p))
-    for _, p in sorted(found, reverse=True):
-        try:
-            json.loads((p / "trainer_state.json").read_text())
-            return str(p)
-        except (OSError, ValueError):
-            if os.environ.get("RANK", "0") == "0":  # one process removes it; the others only skip it
-                info(f"{p}: incomplete (interrupted while saving); removing it")
-                shutil.rmtree(p, ignore_errors=True)
-    return None
-
-
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _use_bf16(model) -> bool:
-    import torch
-
-    return next(model.parameters()).dtype == torch.bfloat16
 
 
 def _split(rows: list[dict[str, Any]], tokenizer, cfg: TrainRMConfig):
@@ -453,9 +147,12 @@ def _split(rows: list[dict[str, Any]], tokenizer, cfg: TrainRMConfig):
     if not train_idx:
         raise SalmonError(f"--data {cfg.data}: every pair fell in the held-out split; lower --eval-fraction")
     train_rows = [rows[i] for i in train_idx]
-    train = tokenize_rows(train_rows, tokenizer, cfg.max_length, cfg.templates)
-    held = tokenize_rows([rows[i] for i in held_idx], tokenizer, cfg.max_length) if held_idx else None
-    return train, held, twin_units(train_rows)
+    units = twin_units(train_rows)
+    train = tokenize_rows(train_rows, tokenizer, cfg.max_length, cfg.max_response_tokens,
+                          twin_ids(units, len(train_rows)), cfg.templates)
+    held = (tokenize_rows([rows[i] for i in held_idx], tokenizer, cfg.max_length, cfg.max_response_tokens)
+            if held_idx else None)
+    return train, held, units
 
 
 def _pmp_phase(cfg: TrainRMConfig, tokenizer, out: Path):
