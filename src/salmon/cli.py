@@ -12,6 +12,7 @@ import typer
 
 from salmon import __version__
 from salmon.aggregate import AggregateConfig, aggregate
+from salmon.backends.bench import BenchGenerateConfig, bench_generate
 from salmon.cli_build import DEBUG, quiet_library_warnings, run_guarded, stage_command
 from salmon.devsets import DevsetHarmConfig, devset_harm
 from salmon.evaluate import EvalConfig, evaluate
@@ -54,6 +55,7 @@ BENCHES: dict[str, tuple[type, object, tuple[str, ...]]] = {
     "judge": (BenchJudgeConfig, bench_judge, ()),
     "steer": (SteerBenchConfig, steer, ()),
     "rl-memory": (MemoryBenchConfig, rl_memory, ()),
+    "generate": (BenchGenerateConfig, bench_generate, ()),
 }
 
 app = typer.Typer(help="SALMON: align a language model with written principles and an instructable reward model.",
