@@ -93,7 +93,7 @@ def generate(cfg: GenerateConfig) -> Path:
             advance(len(idx))
     by_id = {r["id"]: r for r in writer.records}
     ordered = [by_id[prompts[i]["id"]] for i in keep]
-    files.write_summary(_summary(ordered, skipped) | {"backend": resolve_backend(cfg.backend, cfg.device)})
+    files.write_summary(_summary(ordered, skipped) | {"backend": backend.name if backend else resolve_backend(cfg.backend, cfg.device)})
     writer.finish_ordered([r["id"] for r in ordered])
     info(f"wrote {len(ordered)} records to {files.out}")
     return files.out

@@ -131,3 +131,9 @@ def test_agreement_counts_identical_continuations_and_prefixes():
     got = agreement([[1, 2, 3], [5, 6], [7]], [[1, 2, 3], [5, 9], [8]])
     assert got["agreement"] == pytest.approx(1 / 3) and got["differing_common_prefix_tokens"] == [1, 0]
     assert got["mean_common_prefix_tokens"] == pytest.approx((3 + 1 + 0) / 3)
+
+
+def test_auto_falls_back_to_the_reference_when_ct2_cannot_convert(capsys):
+    with pytest.raises(SalmonError, match="cannot load model 'someone/some-model'"):  # hf, offline in tests
+        load_backend("auto", "someone/some-model")
+    assert "ct2 is not usable here" in capsys.readouterr().err

@@ -117,14 +117,27 @@ def load_backend(name: str, model: str, *, adapter: str | None = None, dtype: st
                  device: str = "auto", trust_remote_code: bool = False, tokenizer=None) -> Backend:
     """Build the named backend for a model spec (`default`, `tiny`, a folder or a hub id)."""
     resolved = resolve_backend(name, device)
+    kw = dict(adapter=adapter, dtype=dtype, device=device, trust_remote_code=trust_remote_code, tokenizer=tokenizer)
     if resolved == "hf":
-        from salmon.backends.hf import HFBackend as cls
-    elif resolved == "ct2":
-        from salmon.backends.ct2 import CT2Backend as cls
-    else:
-        from salmon.backends.vllm import VLLMBackend as cls
-    return cls(model, adapter=adapter, dtype=dtype, device=device,
-               trust_remote_code=trust_remote_code, tokenizer=tokenizer)
+        from salmon.backends.hf import HFBackend
+
+        return HFBackend(model, **kw)
+    if resolved == "vllm":
+        from salmon.backends.vllm import VLLMBackend
+
+        return VLLMBackend(model, **kw)
+    from salmon.backends.ct2 import CT2Backend
+
+    try:
+        return CT2Backend(model, **kw)
+    except SalmonError as e:
+        if name != "auto":
+            raise
+        from salmon.backends.hf import HFBackend
+        from salmon.progress import info
+
+        info(f"backend auto: ct2 is not usable here ({e}); using hf")
+        return HFBackend(model, **kw)
 
 
 def sample_texts(texts: list[str], params: SamplingParams, *, model: str = "default", backend: str = "auto",
