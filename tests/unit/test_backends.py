@@ -137,3 +137,15 @@ def test_auto_falls_back_to_the_reference_when_ct2_cannot_convert(capsys):
     with pytest.raises(SalmonError, match="cannot load model 'someone/some-model'"):  # hf, offline in tests
         load_backend("auto", "someone/some-model")
     assert "ct2 is not usable here" in capsys.readouterr().err
+
+
+def test_bench_generate_reports_both_backends_and_the_machine(tiny_model):
+    from salmon.backends.bench import BenchGenerateConfig, measure_generate_speed
+
+    out = measure_generate_speed(BenchGenerateConfig(model=str(tiny_model), batch_size=3, max_new_tokens=4))
+    assert set(out["backends"]) == {"hf", "ct2_float32", "ct2_int8"}
+    assert all(r["new_tokens"] == 12 and r["tokens_per_s"] > 0 for r in out["backends"].values())
+    assert out["greedy_agreement"] == out["agreement"]["ct2_float32"]["agreement"] == 1.0
+    assert out["bandwidth_gb_per_s"] > 0 and out["matmul_peak_gflops_per_s"] > 0
+    assert out["speedup"] == pytest.approx(out["backends"]["ct2_float32"]["tokens_per_s"]
+                                           / out["backends"]["hf"]["tokens_per_s"], rel=0.01)

@@ -93,6 +93,15 @@ def _rates(seconds: float, ids: list[list[int]], steps_bound: float) -> dict[str
             "fraction_of_bandwidth_bound": round(steps / seconds / steps_bound, 3)}
 
 
+def _reload_seconds(backend) -> float:
+    """What a sampled batch pays to reseed CTranslate2 (a fresh Generator, see ct2.py)."""
+    import ctranslate2
+
+    start = time.perf_counter()
+    ctranslate2.Generator(**backend._load)
+    return time.perf_counter() - start
+
+
 def measure_generate_speed(cfg: BenchGenerateConfig) -> dict[str, Any]:
     import torch
 
@@ -131,6 +140,7 @@ def measure_generate_speed(cfg: BenchGenerateConfig) -> dict[str, Any]:
         "bandwidth_bound_tokens_per_s": round(steps_bound * len(texts), 1),
         "matmul_peak_gflops_per_s": round(peak, 1), "matmul_shape": list(shape),
     }
+    out["ct2_reload_seconds"] = round(_reload_seconds(backends["ct2_float32"]), 3)
     out["speedup"] = round(out["backends"]["ct2_float32"]["tokens_per_s"] / out["backends"]["hf"]["tokens_per_s"], 2)
     agree = {k: agreement(ids["hf"], ids[k]) for k in backends if k != "hf"}
     out["greedy_agreement"] = agree["ct2_float32"]["agreement"]
