@@ -149,3 +149,25 @@ def test_bench_generate_reports_both_backends_and_the_machine(tiny_model):
     assert out["bandwidth_gb_per_s"] > 0 and out["matmul_peak_gflops_per_s"] > 0
     assert out["speedup"] == pytest.approx(out["backends"]["ct2_float32"]["tokens_per_s"]
                                            / out["backends"]["hf"]["tokens_per_s"], rel=0.01)
+
+
+def test_lora_adapter_is_merged_converted_and_matches_the_reference(tiny_model, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from salmon.backends.ct2 import converted_model
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                           init_lora_weights=False))  # random B: the adapter changes outputs
+    lora.save_pretrained(tmp_path / "adapter")
+    adapter = str(tmp_path / "adapter")
+    assert converted_model(str(tiny_model), adapter) != converted_model(str(tiny_model))
+    params = SamplingParams(max_new_tokens=8, temperature=0.0)
+    ct2 = load_backend("ct2", str(tiny_model), adapter=adapter, device="cpu")
+    hf = load_backend("hf", str(tiny_model), adapter=adapter, device="cpu", tokenizer=ct2.tokenizer)
+    plain = load_backend("ct2", str(tiny_model), device="cpu", tokenizer=ct2.tokenizer)
+    texts = _texts(ct2.tokenizer)
+    ids = {k: [s[0]["token_ids"] for s in b.generate(texts, params)] for k, b in
+           (("ct2", ct2), ("hf", hf), ("plain", plain))}
+    assert ids["ct2"] == ids["hf"] and ids["ct2"] != ids["plain"]
