@@ -171,3 +171,10 @@ def test_lora_adapter_is_merged_converted_and_matches_the_reference(tiny_model, 
     ids = {k: [s[0]["token_ids"] for s in b.generate(texts, params)] for k, b in
            (("ct2", ct2), ("hf", hf), ("plain", plain))}
     assert ids["ct2"] == ids["hf"] and ids["ct2"] != ids["plain"]
+
+
+@pytest.mark.parametrize("name", ["hf", "ct2"])
+def test_greedy_with_several_samples_gives_copies(backends, name):
+    b = backends[name]
+    out = b.generate(_texts(b.tokenizer)[:2], SamplingParams(max_new_tokens=4, temperature=0.0, n=3))
+    assert all(len(r) == 3 and r[0] == r[1] == r[2] for r in out)

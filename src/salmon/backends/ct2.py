@@ -136,10 +136,10 @@ class CT2Backend:
 
         from salmon.models import load_tokenizer
 
-        folder = converted_model(model, adapter, trust_remote_code)
-        self.tokenizer = tokenizer or load_tokenizer(model, trust_remote_code)
         self.device = ("cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu") if device == "auto" else device
         self.compute_type = compute_type(dtype, self.device)
+        folder = converted_model(model, adapter, trust_remote_code)
+        self.tokenizer = tokenizer or load_tokenizer(model, trust_remote_code)
         self._load = dict(model_path=str(folder), device=self.device, compute_type=self.compute_type,
                           intra_threads=torch.get_num_threads())
         try:
@@ -149,7 +149,7 @@ class CT2Backend:
                               f"({str(e).strip().splitlines()[0]}); try --dtype float32 or --backend hf") from None
         gen_cfg = generation_config(folder)
         self.eos = eos_ids(gen_cfg.get("eos_token_id"), self.tokenizer)
-        self.top_k = int(gen_cfg.get("top_k", 50))  # what transformers' generate samples from
+        self.top_k = int(gen_cfg.get("top_k", 50) or 0)  # as transformers samples; 0 = no top-k cut
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         return self.tokenizer(texts, add_special_tokens=not has_chat_template(self.tokenizer))["input_ids"]
@@ -159,12 +159,10 @@ class CT2Backend:
 
         starts = [self.tokenizer.convert_ids_to_tokens(ids) for ids in self.token_ids(texts)]
         batch = [s for s in starts for _ in range(params.n)]
+        sampling: dict[str, Any] = dict(sampling_topk=1)
         if params.temperature > 0:
             sampling = dict(sampling_topk=self.top_k, sampling_topp=params.top_p,
                             sampling_temperature=params.temperature)
-        else:
-            sampling = dict(sampling_topk=1)
-        if params.temperature > 0:
             # CTranslate2 seeds each worker thread's generator once, when the thread starts;
             # a fresh Generator per batch makes a batch's samples depend on its seed alone.
             self.generator = None

@@ -53,6 +53,8 @@ class HFBackend:
                                     trust_remote_code=trust_remote_code)
 
     def generate(self, texts: list[str], params: SamplingParams) -> list[list[dict[str, Any]]]:
-        return sample_batch(self.model, self.tokenizer, texts, n=params.n, max_new_tokens=params.max_new_tokens,
-                            temperature=params.temperature, top_p=params.top_p, stop=list(params.stop),
-                            seed=params.seed)
+        greedy_copies = params.n if params.temperature == 0 else 1  # transformers refuses n > 1 when greedy
+        out = sample_batch(self.model, self.tokenizer, texts, n=params.n // greedy_copies,
+                           max_new_tokens=params.max_new_tokens, temperature=params.temperature,
+                           top_p=params.top_p, stop=list(params.stop), seed=params.seed)
+        return [r * greedy_copies for r in out]
