@@ -36,8 +36,15 @@ class VLLMBackend:
         self.tokenizer = tokenizer or load_tokenizer(model, trust_remote_code)
         self.llm = vllm.LLM(model=path, dtype=dtype, trust_remote_code=trust_remote_code,
                             enable_lora=adapter is not None)
-        self.lora = vllm.lora.request.LoRARequest("adapter", 1, adapter) if adapter else None
-        self.eos = eos_ids(generation_config(Path(path)).get("eos_token_id"), self.tokenizer)
+        if adapter:
+            from vllm.lora.request import LoRARequest
+
+            self.lora = LoRARequest("adapter", 1, str(adapter))
+        else:
+            self.lora = None
+        gen_cfg = generation_config(Path(path))
+        self.eos = eos_ids(gen_cfg.get("eos_token_id"), self.tokenizer)
+        self.top_k = int(gen_cfg.get("top_k", 50) or -1)  # transformers' default; -1 = no top-k cut
 
     def generate(self, texts: list[str], params: SamplingParams) -> list[list[dict[str, Any]]]:
         import vllm
@@ -45,6 +52,7 @@ class VLLMBackend:
         ids = self.tokenizer(texts, add_special_tokens=not has_chat_template(self.tokenizer))["input_ids"]
         sp = vllm.SamplingParams(n=params.n, max_tokens=params.max_new_tokens, seed=params.seed,
                                  temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
+                                 top_k=self.top_k if params.temperature > 0 else -1,
                                  stop_token_ids=self.eos, include_stop_str_in_output=False, skip_special_tokens=True)
         prompts = [{"prompt_token_ids": p} for p in ids]
         outs = self.llm.generate(prompts, sp, lora_request=self.lora, use_tqdm=False)
