@@ -12,6 +12,8 @@ Reported:
 - the bandwidth bound: a decode step reads every weight once, so a batch advances at
   most bandwidth / weight_bytes steps per second; `fraction_of_bandwidth_bound` is the
   measured steps/s (longest continuation / seconds) over that;
+- the compute bound: a token costs 2 x parameters FLOPs, so at most matmul peak /
+  (2 x parameters) tokens/s; at batch 16 on a small CPU this bound, not bandwidth, binds;
 - `greedy_agreement`: the share of prompts whose greedy continuation (token ids) is
   identical in ct2 float32 and hf, with the common-prefix lengths where they differ;
   quantised modes (`--quantized int8`) are reported beside it, never instead of it.
@@ -38,6 +40,8 @@ class BenchGenerateConfig:
     batch_size: int = opt(16, "Prompts decoded together in one batch")
     max_new_tokens: int = opt(64, "Greedy tokens per prompt")
     quantized: list[str] = opt(["int8"], "CTranslate2 compute types reported beside float32 (comma-separated)")
+    batching: str = opt("sorted", "sorted: the middle batch of the prompts sorted by length, as the stages batch "
+                                  "them; first: the first prompts as listed (mixed lengths)")
     repeats: int = opt(1, "Timed repeats per backend (the best time is kept)")
     json: bool = opt(False, "Print only the JSON object")
 
@@ -45,6 +49,8 @@ class BenchGenerateConfig:
         for name in ("batch_size", "max_new_tokens", "repeats"):
             if getattr(self, name) < 1:
                 raise SalmonError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.batching not in ("sorted", "first"):
+            raise SalmonError(f"--batching {self.batching}: expected sorted or first")
 
 
 def bandwidth_probe(mbytes: int = 256, seconds: float = 0.5) -> float:
@@ -93,6 +99,19 @@ def _rates(seconds: float, ids: list[list[int]], steps_bound: float) -> dict[str
             "fraction_of_bandwidth_bound": round(steps / seconds / steps_bound, 3)}
 
 
+def bench_batch(texts: list[str], tok, cfg: BenchGenerateConfig) -> list[str]:
+    """The prompts of the benchmark's one batch. CTranslate2 forwards a batch's prompts at
+    once only up to the shortest one and feeds the rest one token per decode step, so a
+    batch of mixed lengths costs it extra steps; the stages sort prompts by length before
+    batching, and `sorted` measures such a batch (the middle one of the sorted set)."""
+    if cfg.batching == "first" or len(texts) <= cfg.batch_size:
+        return texts[: cfg.batch_size]
+    lengths = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+    start = (len(order) - cfg.batch_size) // 2
+    return [texts[i] for i in order[start:start + cfg.batch_size]]
+
+
 def _reload_seconds(backend) -> float:
     """What a sampled batch pays to reseed CTranslate2 (a fresh Generator, see ct2.py)."""
     import ctranslate2
@@ -111,13 +130,15 @@ def measure_generate_speed(cfg: BenchGenerateConfig) -> dict[str, Any]:
     from salmon.sources import load_prompts
 
     tok = load_tokenizer(cfg.model)
-    texts = [user_prompt(tok, p["prompt"]) for p in load_prompts(cfg.prompts, cfg.batch_size)]
+    texts = bench_batch([user_prompt(tok, p["prompt"]) for p in load_prompts(cfg.prompts, None)], tok, cfg)
+    prompt_tokens = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
     backends = {"hf": load_backend("hf", cfg.model, dtype="float32", device="cpu", tokenizer=tok),
                 "ct2_float32": load_backend("ct2", cfg.model, dtype="float32", device="cpu", tokenizer=tok)}
     for q in cfg.quantized:
         backends[f"ct2_{q}"] = load_backend("ct2", cfg.model, dtype=q, device="cpu", tokenizer=tok)
     model = backends["hf"].model
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())  # tied weights once
+    params = sum(p.numel() for p in model.parameters())  # tied embedding once: it is the output layer's matmul
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     shape = (512, model.config.hidden_size, getattr(model.config, "intermediate_size", 4 * model.config.hidden_size))
     greedy = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=0.0)
     for b in backends.values():  # warm-up: first-call allocations and thread start-up
@@ -126,18 +147,24 @@ def measure_generate_speed(cfg: BenchGenerateConfig) -> dict[str, Any]:
     ids: dict[str, list[list[int]]] = {}
     bw = peak = 0.0
     for _ in range(cfg.repeats):
-        bw, peak = max(bw, bandwidth_probe()), max(peak, matmul_peak(*shape, seconds=0.3))
+        bw, peak = max(bw, bandwidth_probe()), max(peak, matmul_peak(*shape, seconds=1.0))
         for name, b in backends.items():
             seconds, ids[name] = _timed_run(b, texts, greedy)
             best[name] = min(best[name], seconds)
     steps_bound = bw * 1e9 / weight_bytes
+    compute_bound = peak * 1e9 / (2 * params)  # tokens/s if every matmul ran at the probe's rate
     out: dict[str, Any] = {
         "model": cfg.model, "prompts": len(texts), "batch_size": len(texts), "max_new_tokens": cfg.max_new_tokens,
+        "batching": cfg.batching, "prompt_tokens_min_mean_max": [min(prompt_tokens),
+                                                                 round(sum(prompt_tokens) / len(texts), 1),
+                                                                 max(prompt_tokens)],
         "threads": torch.get_num_threads(), "repeats": cfg.repeats,
-        "backends": {k: _rates(best[k], ids[k], steps_bound) for k in backends},
+        "backends": {k: _rates(best[k], ids[k], steps_bound) | {
+            "fraction_of_compute_bound": round(sum(map(len, ids[k])) / best[k] / compute_bound, 3)} for k in backends},
         "bandwidth_gb_per_s": round(bw, 2), "weight_bytes_per_step": weight_bytes,
         "bandwidth_bound_steps_per_s": round(steps_bound, 2),
         "bandwidth_bound_tokens_per_s": round(steps_bound * len(texts), 1),
+        "compute_bound_tokens_per_s": round(compute_bound, 1), "flop_per_token": 2 * params,
         "matmul_peak_gflops_per_s": round(peak, 1), "matmul_shape": list(shape),
     }
     out["ct2_reload_seconds"] = round(_reload_seconds(backends["ct2_float32"]), 3)
@@ -158,6 +185,6 @@ def bench_generate(cfg: BenchGenerateConfig) -> None:
         for name, r in result["backends"].items():
             print(f"{name:<16}{r['tokens_per_s']:>9} tok/s  bound fraction {r['fraction_of_bandwidth_bound']}")
         for key in ("speedup", "greedy_agreement", "bandwidth_gb_per_s", "bandwidth_bound_tokens_per_s",
-                    "matmul_peak_gflops_per_s"):
+                    "compute_bound_tokens_per_s", "matmul_peak_gflops_per_s"):
             print(f"{key:<30}{result[key]}")
     print(json.dumps(result))
