@@ -19,7 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from salmon.chat import has_chat_template, stop_strings, user_prompt
+from salmon.backends.base import BACKEND_HELP, SamplingParams
+from salmon.backends.base import finish_sample as _decode  # noqa: F401 - kept importable here
+from salmon.backends.hf import sample_batch  # noqa: F401 - the reference sampler, kept importable here
+from salmon.backends.load import load_backend, resolve_backend
+from salmon.chat import user_prompt
 from salmon.config import opt
 from salmon.errors import SalmonError
 from salmon.jsonl import ResumableJsonlWriter
@@ -44,6 +48,7 @@ class GenerateConfig:
     max_prompt_tokens: int = opt(512, "Prompts longer than this (after the chat template) are skipped and counted")
     system_prompt: str | None = opt(None, "Optional system message")
     adapter: str | None = opt(None, "Optional LoRA adapter folder")
+    backend: str = opt("auto", BACKEND_HELP)
     dtype: str = opt("auto", "auto, float32, bfloat16 or float16")
     device: str = opt("auto", "auto (cuda if present), cpu or cuda", resume_safe=True)
     trust_remote_code: bool = opt(False, "Allow model code from the hub (off by default)")
@@ -55,55 +60,7 @@ class GenerateConfig:
                 raise SalmonError(f"--{name.replace('_', '-')} must be at least 1")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise SalmonError("--temperature must be >= 0 and --top-p in (0, 1]")
-
-
-def sample_batch(model, tokenizer, texts: list[str], *, n: int = 1, max_new_tokens: int = 128,
-                 temperature: float = 0.7, top_p: float = 0.9, stop: list[str] | None = None,
-                 seed: int = 0) -> list[list[dict[str, Any]]]:
-    """Sample `n` continuations of each already-formatted prompt text.
-
-    Returns, per prompt, n dicts {"text", "finished", "num_tokens"}; `finished` is true when
-    the model emitted an end-of-sequence token or a stop string.
-    """
-    import torch
-
-    stops = list(stop or []) + stop_strings(tokenizer)
-    enc = tokenizer(texts, return_tensors="pt", padding=True,
-                    add_special_tokens=not has_chat_template(tokenizer)).to(model.device)
-    eos_ids = _eos_ids(model, tokenizer)
-    torch.manual_seed(seed)
-    kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, num_return_sequences=n,
-                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_ids)
-    if temperature > 0:
-        kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    if stops:
-        kwargs.update(stop_strings=stops, tokenizer=tokenizer)
-    with torch.no_grad():
-        out = model.generate(**enc, **kwargs)
-    new = out[:, enc["input_ids"].shape[1]:].tolist()
-    results = [_decode(tokenizer, ids, eos_ids, stops) for ids in new]
-    return [results[i * n:(i + 1) * n] for i in range(len(texts))]
-
-
-def _eos_ids(model, tokenizer) -> list[int]:
-    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids = ids if isinstance(ids, list) else [ids] if ids is not None else []
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
-    return ids
-
-
-def _decode(tokenizer, ids: list[int], eos_ids: list[int], stops: list[str]) -> dict[str, Any]:
-    end = next((i for i, t in enumerate(ids) if t in eos_ids), None)
-    finished = end is not None
-    kept = ids[: end + 1] if finished else ids
-    text = tokenizer.decode(ids[:end] if finished else ids, skip_special_tokens=True)
-    for s in stops:
-        if s in text:
-            text, finished = text[: text.index(s)], True
-    return {"text": text.strip(), "finished": finished, "num_tokens": len(kept)}
+        resolve_backend(self.backend, self.device)
 
 
 def generate(cfg: GenerateConfig) -> Path:
@@ -111,7 +68,7 @@ def generate(cfg: GenerateConfig) -> Path:
     prompts = load_prompts(cfg.prompts, cfg.limit)
     if files.begin(cfg):
         return files.out
-    from salmon.models import load_causal_lm, load_tokenizer
+    from salmon.models import load_tokenizer
 
     tok = load_tokenizer(cfg.model, cfg.trust_remote_code)
     texts = [user_prompt(tok, p["prompt"], cfg.system_prompt) for p in prompts]
@@ -128,19 +85,19 @@ def generate(cfg: GenerateConfig) -> Path:
     todo = [(b, idx) for b, idx in enumerate(batches) if any(prompts[i]["id"] not in writer.done for i in idx)]
     if writer.done:
         info(f"resuming: {len(writer.done)} of {len(keep)} prompts already done")
-    model = load_causal_lm(cfg.model, adapter=cfg.adapter, dtype=cfg.dtype, device=cfg.device,
-                           trust_remote_code=cfg.trust_remote_code) if todo else None
+    backend = load_backend(cfg.backend, cfg.model, adapter=cfg.adapter, dtype=cfg.dtype, device=cfg.device,
+                           trust_remote_code=cfg.trust_remote_code, tokenizer=tok) if todo else None
     with writer, progress_bar(len(keep), "generate", "prompts", cfg.progress, completed=len(keep) - sum(len(i) for _, i in todo)) as advance:
         for b, idx in todo:
-            samples = sample_batch(model, tok, [texts[i] for i in idx], n=cfg.n,
-                                   max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                   top_p=cfg.top_p, stop=cfg.stop, seed=cfg.seed * 100_003 + b)
+            params = SamplingParams(n=cfg.n, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                    top_p=cfg.top_p, stop=tuple(cfg.stop), seed=cfg.seed * 100_003 + b)
+            samples = backend.generate([texts[i] for i in idx], params)
             records = [_record(prompts[i], s) for i, s in zip(idx, samples)]
             writer.write([r for r in records if r["id"] not in writer.done])
             advance(len(idx))
     by_id = {r["id"]: r for r in writer.records}
     ordered = [by_id[prompts[i]["id"]] for i in keep]
-    files.write_summary(_summary(ordered, skipped))
+    files.write_summary(_summary(ordered, skipped) | {"backend": backend.name if backend else resolve_backend(cfg.backend, cfg.device)})
     writer.finish_ordered([r["id"] for r in ordered])
     info(f"wrote {len(ordered)} records to {files.out}")
     return files.out

@@ -12,9 +12,10 @@ import hashlib
 import time
 from pathlib import Path
 
+from salmon.backends.base import SamplingParams
+from salmon.backends.load import load_backend
 from salmon.chat import render_chat
 from salmon.errors import SalmonError
-from salmon.generate import sample_batch
 from salmon.jsonl import iter_jsonl, write_jsonl
 
 
@@ -43,12 +44,13 @@ def turn_items(turns: list[str], answers: list[str]) -> list[tuple[list[dict[str
 
 
 def write_mt_bench_answers(model_spec: str, questions: str | Path, out: str | Path, model_id: str,
-                           max_new_tokens: int = 256, batch_size: int = 8, limit: int | None = None) -> Path:
-    from salmon.models import load_causal_lm, load_tokenizer
+                           max_new_tokens: int = 256, batch_size: int = 8, limit: int | None = None,
+                           backend: str = "auto") -> Path:
+    from salmon.models import load_tokenizer
 
     qs = read_questions(questions, limit)
     tok = load_tokenizer(model_spec)
-    model = load_causal_lm(model_spec)
+    sampler = load_backend(backend, model_spec, tokenizer=tok)
     histories: list[list[dict[str, str]]] = [[] for _ in qs]
     answers: list[list[str]] = [[] for _ in qs]
     for turn in range(max(len(q["turns"]) for q in qs)):
@@ -58,7 +60,7 @@ def write_mt_bench_answers(model_spec: str, questions: str | Path, out: str | Pa
         for s in range(0, len(idx), batch_size):
             chunk = idx[s:s + batch_size]
             texts = [render_chat(tok, histories[i]) for i in chunk]
-            res = sample_batch(model, tok, texts, n=1, max_new_tokens=max_new_tokens, temperature=0.0)
+            res = sampler.generate(texts, SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0))
             for i, r in zip(chunk, res):
                 answers[i].append(r[0]["text"])
                 histories[i].append({"role": "assistant", "content": r[0]["text"]})

@@ -41,6 +41,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from salmon.backends.base import BACKEND_HELP, SamplingParams
+from salmon.backends.load import load_backend, resolve_backend
 from salmon.chat import render_chat
 from salmon.config import opt, read_yaml
 from salmon.conversation import Prompt, as_messages, last_user_text
@@ -79,6 +81,7 @@ class SelfAlignConfig:
     min_words: int = opt(1, "Answers with fewer words are dropped by the 'empty' filter", resume_safe=True)
     max_repeat_ratio: float = opt(0.3, "Share of repeated 4-grams above which 'repetition' drops an answer",
                                   resume_safe=True)
+    backend: str = opt("auto", BACKEND_HELP)
     dtype: str = opt("auto", "auto, float32, bfloat16 or float16")
     device: str = opt("auto", "auto (cuda if present), cpu or cuda", resume_safe=True)
     trust_remote_code: bool = opt(False, "Allow model code from the hub (off by default)")
@@ -97,6 +100,7 @@ class SelfAlignConfig:
             raise SalmonError(f"--filters: unknown filter '{unknown[0]}' (known: {', '.join(FILTERS)})")
         if self.context_length is not None and self.context_length < 1:
             raise SalmonError("--context-length must be at least 1")
+        resolve_backend(self.backend, self.device)
 
 
 @dataclass(frozen=True)
@@ -237,9 +241,6 @@ def _prepare(cfg: SelfAlignConfig, tok, prompts: list[dict[str, Any]]):
 
 def _generate(cfg: SelfAlignConfig, tok, prompts, texts, lengths, keep, path: Path) -> list[dict[str, Any]]:
     """Raw generations for the prompts in `keep`, resumably; in the order of `keep`."""
-    from salmon.generate import sample_batch
-    from salmon.models import load_causal_lm
-
     if path.exists():  # generation finished in an earlier run that stopped later on
         return read_jsonl(path)
     order = sorted(keep, key=lambda i: lengths[i])
@@ -248,13 +249,14 @@ def _generate(cfg: SelfAlignConfig, tok, prompts, texts, lengths, keep, path: Pa
     todo = [(b, idx) for b, idx in enumerate(batches) if any(prompts[i]["id"] not in writer.done for i in idx)]
     if writer.done:
         info(f"resuming: {len(writer.done)} of {len(keep)} prompts already answered")
-    model = load_causal_lm(cfg.model, dtype=cfg.dtype, device=cfg.device,
-                           trust_remote_code=cfg.trust_remote_code) if todo else None
+    backend = load_backend(cfg.backend, cfg.model, dtype=cfg.dtype, device=cfg.device,
+                           trust_remote_code=cfg.trust_remote_code, tokenizer=tok) if todo else None
     done = len(keep) - sum(len(i) for _, i in todo)
     with writer, progress_bar(len(keep), "self-align", "prompts", cfg.progress, completed=done) as advance:
         for b, idx in todo:
-            samples = sample_batch(model, tok, [texts[i] for i in idx], n=1, max_new_tokens=cfg.max_new_tokens,
-                                   temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed * 100_003 + b)
+            params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                    top_p=cfg.top_p, seed=cfg.seed * 100_003 + b)
+            samples = backend.generate([texts[i] for i in idx], params)
             records = [_raw_record(prompts[i], s[0], cfg.thoughts) for i, s in zip(idx, samples, strict=True)]
             writer.write([r for r in records if r["id"] not in writer.done])
             advance(len(idx))

@@ -101,6 +101,9 @@ BENCHES: dict[str, Stage] = {
     "train-rm": Stage("salmon.reward.bench", "BenchTrainRMConfig", "bench_train_rm", (), _help(
         "Train the reward model with today's recipe and the fast one on the same pairs, side by side.",
         "salmon bench train-rm --model default --pairs 48 --json")),
+    "generate": Stage("salmon.backends.bench", "BenchGenerateConfig", "bench_generate", (), _help(
+        "Time the reference (transformers) and the fast generation backend on the same prompts, side by side.",
+        "salmon bench generate --model default --json")),
 }
 
 # `salmon run`: pipeline stage (its folder in the run) in order, and its command name

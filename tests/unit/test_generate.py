@@ -70,6 +70,6 @@ def test_stop_strings_cut_and_mark_finished(tiny_model):
     tok = load_tokenizer(str(tiny_model))
     ids = tok("hello STOP world", add_special_tokens=False)["input_ids"]
     got = _decode(tok, ids, [tok.eos_token_id], ["STOP"])
-    assert got == {"text": "hello", "finished": True, "num_tokens": len(ids)}
+    assert got == {"text": "hello", "finished": True, "num_tokens": len(ids) - 1, "token_ids": ids[:-1]}
     got = _decode(tok, ids + [tok.eos_token_id, 5, 6], [tok.eos_token_id], [])
     assert got["finished"] and got["num_tokens"] == len(ids) + 1 and got["text"] == "hello STOP world"

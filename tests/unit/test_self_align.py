@@ -184,22 +184,29 @@ def _cfg(model, out, **kw) -> SelfAlignConfig:
 
 @pytest.mark.slow
 def test_resume_after_crash_gives_identical_output(tiny_model, tmp_path, monkeypatch):
-    import salmon.generate as gen
+    import salmon.self_align as sa
 
     full = self_align(_cfg(tiny_model, tmp_path / "full"))
-    real, calls = gen.sample_batch, []
+    load, calls, crash = sa.load_backend, [], [True]
 
-    def crash_after_one(*a, **kw):
-        calls.append(1)
-        if len(calls) > 1:
-            raise KeyboardInterrupt
-        return real(*a, **kw)
+    def counting_backend(*a, **kw):
+        backend = load(*a, **kw)
+        real = backend.generate
 
-    monkeypatch.setattr(gen, "sample_batch", crash_after_one)
+        def generate(*ga, **gkw):
+            calls.append(1)
+            if crash[0] and len(calls) > 1:
+                raise KeyboardInterrupt
+            return real(*ga, **gkw)
+
+        backend.generate = generate
+        return backend
+
+    monkeypatch.setattr(sa, "load_backend", counting_backend)
     with pytest.raises(KeyboardInterrupt):
         self_align(_cfg(tiny_model, tmp_path / "resumed"))
     assert not (tmp_path / "resumed" / "summary.json").exists()
-    monkeypatch.setattr(gen, "sample_batch", lambda *a, **kw: (calls.append(1), real(*a, **kw))[1])
+    crash[0] = False
     calls.clear()
     resumed = self_align(_cfg(tiny_model, tmp_path / "resumed"))
     assert len(calls) == 2  # 6 prompts in batches of 2: one batch was already done
