@@ -31,7 +31,8 @@ from salmon.progress import info
 from salmon.refusal import refusal_rate
 from salmon.stage import StageFiles
 
-DEV_SETS = {"judge_dev": "data/dev/judge_dev.jsonl", "judge_test": "data/dev/judge_test.jsonl"}
+DEV_SETS = {"judge_dev": "data/dev/judge_dev.jsonl", "judge_test": "data/dev/judge_test.jsonl",
+            "verify_dev": "data/dev/verify_dev.jsonl", "verify_test": "data/dev/verify_test.jsonl"}
 
 
 @dataclass

@@ -62,8 +62,8 @@ def words(text: str) -> int:
 
 
 def sentences(text: str) -> int:
-    """Sentences in prose: runs ending in . ! ? (or the end of the text); list lines count one each."""
-    text = re.sub(r"(?m)^\s*(?:\d{1,2}[.)]|[-*+•])\s+", "", text.strip())  # list markers are not sentences
+    """Sentences: runs ending in . ! ? (or a line end); list lines count one each, code blocks none."""
+    text = re.sub(r"(?m)^\s*(?:\d{1,2}[.)]|[-*+•])\s+", "", re.sub(r"```.*?(?:```|$)", " ", text.strip(), flags=re.DOTALL))  # list markers are not sentences
     parts = [p for p in re.split(r"(?<=[.!?])\s+|\n+", text) if re.search(r"\w", p)]
     return len(parts)
 
@@ -125,7 +125,8 @@ def code_block(prompt: str, response: str, n: int | None) -> bool | None:
 OPENERS = re.compile(
     r"^\W*(?:sure|certainly|of course|absolutely|great question|good question|what a (?:great|good|wonderful)"
     r"|happy to help|i'd be happy|i would be happy|i'm happy|glad you asked|thanks for (?:asking|your question)"
-    r"|thank you for (?:asking|your question)|okay|ok|alright|hello|hi)\b", re.IGNORECASE)
+    r"|thank you for (?:asking|your question)|okay|ok|alright|hello|hi|claro|por supuesto|buena pregunta"
+    r"|bien sûr|bonne question|avec plaisir|gute frage|natürlich|gerne|certo|ottima domanda)(?!\w)", re.IGNORECASE)
 
 
 @checker("no_opener")

@@ -24,6 +24,7 @@ def test_counts():
     assert sentences(SHORT) == 1
     assert sentences("One. Two! Three? Four") == 4
     assert sentences(NUMBERED) == 4  # the lead line and three items
+    assert sentences(CODE) == 2  # the code block is no sentence
 
 
 @pytest.mark.parametrize("name,text,n,want", [
@@ -38,6 +39,7 @@ def test_counts():
     ("code_block", CODE, None, True), ("code_block", "Call `print()` inline.", None, False),
     ("no_opener", SHORT, None, True), ("no_opener", "Sure! Paris is the capital.", None, False),
     ("no_opener", "Great question. Paris.", None, False), ("no_opener", "Surely not: Paris.", None, True),
+    ("no_opener", "¡Buena pregunta! París.", None, False), ("no_opener", "Bien sûr ! Paris.", None, False),
     ("no_opener", "As an AI language model, I say Paris.", None, False),
     ("ends_with_question", "Paris. Want more facts?", None, True), ("ends_with_question", SHORT, None, False),
     ("ends_with_question", "Is it Paris? Yes, it is.", None, False),
