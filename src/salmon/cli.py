@@ -13,6 +13,7 @@ import typer
 from salmon import __version__
 from salmon.aggregate import AggregateConfig, aggregate
 from salmon.cli_build import DEBUG, quiet_library_warnings, run_guarded, stage_command
+from salmon.contrast import ContrastConfig, contrast
 from salmon.devsets import DevsetHarmConfig, devset_harm
 from salmon.evaluate import EvalConfig, evaluate
 from salmon.generate import GenerateConfig, generate
@@ -37,6 +38,7 @@ STAGES: dict[str, tuple[type, object, tuple[str, ...]]] = {
     "generate": (GenerateConfig, generate, ()),
     "pairs": (PairsConfig, make_pairs, ("responses",)),
     "judge": (JudgeConfig, judge, ()),
+    "contrast": (ContrastConfig, contrast, ()),
     "eval-judge": (EvalJudgeConfig, eval_judge, ()),
     "devset-harm": (DevsetHarmConfig, devset_harm, ()),
     "aggregate": (AggregateConfig, aggregate, ()),
