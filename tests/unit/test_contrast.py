@@ -4,7 +4,16 @@ checked, harm pairs pair a refusal with a compliant answer, resume and yield ari
 import json
 from collections import Counter
 
-from salmon.contrast import SEP, ContrastConfig, contrast, form_pairs, harm_pairs, plan_jobs, steerable, yield_table
+from salmon.contrast import (
+    SEP,
+    ContrastConfig,
+    contrast,
+    form_pairs,
+    harm_pairs,
+    plan_jobs,
+    steerable,
+    yield_table,
+)
 from salmon.principles import Principle
 from salmon.sources import load_prompts
 
