@@ -229,6 +229,30 @@ def contrast_examples(rows: list[dict[str, Any]], cfg: Any) -> tuple[list[dict[s
     return examples, counts
 
 
+def cross_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every other pair of distinct responses to one prompt among contrast records (the
+    steered pairs themselves are already there): more pairs for the verify source, no
+    more sampling. Ids are `x:<prompt>:<i>-<j>`."""
+    by_prompt: dict[str, list[tuple[str, bool]]] = {}
+    steered = set()
+    for r in rows:
+        seen = by_prompt.setdefault(r["prompt"], [])
+        for side in ("a", "b"):
+            item = (r[f"response_{side}"], r.get(f"finished_{side}", True) is not False)
+            if item[0].strip() and item[0] not in [t for t, _ in seen]:
+                seen.append(item)
+        steered.add((r["prompt"], r["response_a"], r["response_b"]))
+    out = []
+    for n, (prompt, items) in enumerate(by_prompt.items()):
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                (a, fa), (b, fb) = items[i], items[j]
+                if (prompt, a, b) not in steered and (prompt, b, a) not in steered:
+                    out.append({"id": f"x:{n}:{i}-{j}", "prompt": prompt, "response_a": a, "response_b": b,
+                                "finished_a": fa, "finished_b": fb})
+    return out
+
+
 # --- the hook ----------------------------------------------------------------------
 
 def add_label_sources(judge_examples: list[dict[str, Any]], pairs: list[dict[str, Any]], cfg: Any
@@ -241,7 +265,7 @@ def add_label_sources(judge_examples: list[dict[str, Any]], pairs: list[dict[str
     contrast_rows = read_contrast(cfg.contrast) if cfg.contrast else []
     if "verify" in shares:
         vps = load_verifiable(cfg.verify_principles, "train", cfg.verify_families or None)
-        by_source["verify"], c = verify_examples(pairs + contrast_rows, vps, cfg)
+        by_source["verify"], c = verify_examples(pairs + contrast_rows + cross_pairs(contrast_rows), vps, cfg)
         counts.update(c)
     if "contrast" in shares:
         by_source["contrast"], c = contrast_examples(contrast_rows, cfg)

@@ -14,7 +14,8 @@ read the principle rather than memorised a phrasing or a threshold.
 
 A response cut off by the token limit keeps a verdict only where more text could not
 change it (`final` in CHECKERS: "true" = a True verdict is final, "false" = a False one
-is); otherwise the verdict is None. Symbolic rules (`salmon.rules`) that check one of
+is, "both" = the checker reads only what is already there, e.g. the opening); otherwise
+the verdict is None. Symbolic rules (`salmon.rules`) that check one of
 these properties on a pair are the same idea with a fixed principle; `verdicts_differ`
 gives the pairwise view.
 """
@@ -42,7 +43,7 @@ SPLITS = ("train", "test")
 class CheckerInfo:
     fn: Check
     needs_param: bool  # the phrasings carry {n} and every split lists `params`
-    final: str  # on a cut-off response: "true" | "false" (that verdict cannot change) | "none"
+    final: str  # on a cut-off response: "true" | "false" (that verdict cannot change), "both", "none"
 
 
 CHECKERS: dict[str, CheckerInfo] = {}
@@ -129,7 +130,7 @@ OPENERS = re.compile(
     r"|bien sûr|bonne question|avec plaisir|gute frage|natürlich|gerne|certo|ottima domanda)(?!\w)", re.IGNORECASE)
 
 
-@checker("no_opener")
+@checker("no_opener", final="both")  # reads only the opening, which more text does not change
 def no_opener(prompt: str, response: str, n: int | None) -> bool | None:
     """The response does not open with a stock phrase ("Sure!", "Great question") or AI boilerplate."""
     head = response.strip()[:200]
@@ -144,7 +145,7 @@ def ends_with_question(prompt: str, response: str, n: int | None) -> bool | None
     return tail.endswith(("?", "？"))
 
 
-@checker("user_language")
+@checker("user_language", final="both")  # a reply does not switch language mid-way
 def user_language(prompt: str, response: str, n: int | None) -> bool | None:
     """The response is in the prompt's language; None when either language is unsure."""
     want, got = detect_language(prompt), detect_language(response)
@@ -155,7 +156,7 @@ def user_language(prompt: str, response: str, n: int | None) -> bool | None:
     return same_language(want, got)
 
 
-@checker("no_exclamation")
+@checker("no_exclamation", final="false")
 def no_exclamation(prompt: str, response: str, n: int | None) -> bool | None:
     return "!" not in _CODE.sub(" ", response)
 
@@ -181,7 +182,8 @@ class Verifiable:
         v = info.fn(prompt, response, self.param)
         if v is None or finished:
             return v
-        return v if (info.final == "true" and v) or (info.final == "false" and not v) else None
+        keep = info.final == "both" or (info.final == "true" and v) or (info.final == "false" and not v)
+        return v if keep else None
 
 
 def _render(text: object, n: int | None, where: str) -> str:

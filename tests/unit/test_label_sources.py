@@ -95,8 +95,8 @@ def test_verify_drops_and_counts_empty_and_truncated():
     for e in ex:  # only verdicts that more text could not change were used on the cut-off side
         assert e["pair_id"] == "t"
         fams = {BY_TEXT[t][0].checker for t in e["principles"]}
-        assert fams <= {"numbered_list", "bulleted_list", "code_block", "min_words", "max_words",
-                        "max_sentences", "prose_only"}
+        assert "ends_with_question" not in fams  # b could still end with a question
+    assert any("no_opener" in {BY_TEXT[t][0].checker for t in e["principles"]} for e in ex)  # "Sure!" is final
 
 
 def test_contrast_filter_and_negation():
@@ -145,3 +145,15 @@ def test_aggregate_mixes_sources_and_records_them(tmp_path):
     assert len(load_from_disk(str(capped / "dataset"))) == 5
     with pytest.raises(SalmonError, match="--contrast"):
         _cfg(tmp_path, pp, jp, out="bad", source_shares=["contrast=1"]).validate()
+
+
+def test_cross_pairs_pair_every_other_response_to_a_prompt():
+    from salmon.label_sources import cross_pairs
+
+    pr = {"name": "n", "definition": "d", "negation": "e"}
+    rows = [{"id": "1", "prompt": "q", "response_a": "A", "response_b": "B", "principle": pr},
+            {"id": "2", "prompt": "q", "response_a": "C", "response_b": "A", "principle": pr, "finished_a": False},
+            {"id": "3", "prompt": "r", "response_a": "D", "response_b": "", "principle": pr}]
+    got = {(p["response_a"], p["response_b"], p["finished_a"]) for p in cross_pairs(rows)}
+    # responses to q: A, B, C; steered pairs A-B and C-A are left out, B-C is new; r has one response
+    assert got == {("B", "C", True)}
