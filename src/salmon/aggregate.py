@@ -43,7 +43,7 @@ import numpy as np
 from salmon.config import opt
 from salmon.errors import SalmonError
 from salmon.jsonl import iter_jsonl
-from salmon.label_sources import LabelSourcesConfig, add_label_sources
+from salmon.label_sources import LabelSourcesConfig, add_label_sources, parse_shares
 from salmon.principles import Principle, load_principles, parse_principle
 from salmon.progress import info
 from salmon.rules import RULES, apply_rules
@@ -365,7 +365,7 @@ def aggregate(cfg: AggregateConfig) -> Path:
     principles = load_principles(cfg.principles)
     pairs = read_pairs(cfg.pairs)
     judged, principles_of = read_judgments(cfg.judgments, pairs, principles, cfg.pairs)
-    if not judged:
+    if not judged and "judge" in parse_shares(cfg.source_shares):  # other sources need no judge
         raise SalmonError(f"{cfg.judgments}: no judgments; run `salmon judge` on {cfg.pairs} first")
     if files.begin(cfg):
         return files.out

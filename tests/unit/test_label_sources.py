@@ -157,3 +157,16 @@ def test_cross_pairs_pair_every_other_response_to_a_prompt():
     got = {(p["response_a"], p["response_b"], p["finished_a"]) for p in cross_pairs(rows)}
     # responses to q: A, B, C; steered pairs A-B and C-A are left out, B-C is new; r has one response
     assert got == {("B", "C", True)}
+
+
+def test_verify_alone_needs_no_judgments(tmp_path):
+    pp, jp = write_inputs(tmp_path, n_pairs=4)
+    lines = [json.loads(x) for x in pp.read_text().splitlines()]
+    for r in lines:
+        r["response_a"], r["response_b"] = SHORT, LONG
+    pp.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    jp.write_text("")
+    out = aggregate(_cfg(tmp_path, pp, jp, source_shares=["verify=1"]))
+    assert set(load_from_disk(str(out / "dataset"))["label_source"]) == {"verify"}
+    with pytest.raises(SalmonError, match="no judgments"):
+        aggregate(_cfg(tmp_path, pp, jp, out="j"))
