@@ -68,8 +68,11 @@ class LabelSourcesConfig:
             raise SalmonError("--verify-per-pair and --verify-max-principles must be at least 1")
         if self.max_examples is not None and self.max_examples < 1:
             raise SalmonError("--max-examples must be at least 1")
-        if parse_shares(self.source_shares).get("contrast") and not self.contrast:
+        shares = parse_shares(self.source_shares)
+        if shares.get("contrast") and not self.contrast:
             raise SalmonError("--source-shares names contrast but --contrast (a `salmon contrast` file) is not set")
+        if shares.get("verify"):  # a bad family file fails here, before anything is written
+            load_verifiable(self.verify_principles, "train", self.verify_families or None)
 
 
 def parse_shares(items: list[str]) -> dict[str, float]:
