@@ -24,7 +24,9 @@ Draws come from `numpy.random.default_rng([seed, pass, pair index])`, so each ex
 reproducible on its own. Output (the dataset first, summary.json last as the finished mark):
     rm_data/dataset/   datasets.Dataset.save_to_disk, columns pair_id, prompt, chosen,
                        rejected, principles (shown texts), dominant_principle, rule, pass,
-                       label_source ("judge" | "rule" | "verify" | "contrast")
+                       label_source ("judge" | "rule" | "verify" | "contrast"); `prompt` is text, or,
+                       when any pair's prompt is a conversation, every prompt as a message list
+                       (TRL's conversational format; a text prompt is one user message)
     rm_data/config.yaml, rm_data/summary.json (label yield, who decided, consistency)
 """
 
@@ -41,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from salmon.config import opt
+from salmon.conversation import as_messages, is_conversation, last_user_text, parse_prompt
 from salmon.errors import SalmonError
 from salmon.jsonl import iter_jsonl
 from salmon.label_sources import LabelSourcesConfig, add_label_sources, parse_shares
@@ -152,8 +155,10 @@ def read_pairs(path: str) -> dict[str, dict[str, Any]]:
     pairs: dict[str, dict[str, Any]] = {}
     for ln, rec in iter_jsonl(path):
         for key in ("prompt", "response_a", "response_b"):
-            if not isinstance(rec.get(key), str):
+            if not isinstance(rec.get(key), str) and not (key == "prompt" and isinstance(rec.get(key), list)):
                 raise SalmonError(f"{path}:{ln}: missing or non-text field '{key}' (expected a `salmon pairs` record)")
+        if isinstance(rec["prompt"], list):
+            rec["prompt"] = parse_prompt(rec["prompt"], f"{path}:{ln}")
         pid = str(rec.get("id", f"line{ln}"))  # the judge names id-less pairs the same way
         if pid in pairs:
             raise SalmonError(f"{path}:{ln}: duplicate pair id '{pid}'")
@@ -275,7 +280,7 @@ def pair_rule(pair: dict[str, Any], cfg: AggregateConfig) -> tuple[str, int]:
         return "", 0
     finished = pair.get("finished_a", True) is not False and pair.get("finished_b", True) is not False
     names = [n for n in cfg.rules if finished or not RULES[n].needs_finished]
-    return apply_rules(names, pair["prompt"], pair["response_a"], pair["response_b"])
+    return apply_rules(names, last_user_text(pair["prompt"]), pair["response_a"], pair["response_b"])
 
 
 def build_examples(table: list[PairScores], cfg: AggregateConfig) -> tuple[list[dict[str, Any]], Counter]:
@@ -341,11 +346,15 @@ def _save_dataset(examples: list[dict[str, Any]], folder: Path) -> None:
         is_progress_bar_enabled,
     )
 
-    features = Features({"pair_id": Value("string"), "prompt": Value("string"), "chosen": Value("string"),
+    rows = [{k: v for k, v in e.items() if not k.startswith("_")} for e in examples]
+    prompt_type = Value("string")
+    if any(is_conversation(r["prompt"]) for r in rows):  # one type per column: all as messages
+        prompt_type = List({"role": Value("string"), "content": Value("string")})
+        rows = [dict(r, prompt=as_messages(r["prompt"])) for r in rows]
+    features = Features({"pair_id": Value("string"), "prompt": prompt_type, "chosen": Value("string"),
                          "rejected": Value("string"), "principles": List(Value("string")),
                          "dominant_principle": Value("string"), "rule": Value("string"),
                          "pass": Value("int64"), "label_source": Value("string")})
-    rows = [{k: v for k, v in e.items() if not k.startswith("_")} for e in examples]
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     shown = is_progress_bar_enabled()

@@ -7,6 +7,7 @@ format (`PLAIN_FORMAT`). User-supplied text is passed through
 
 from __future__ import annotations
 
+from salmon.conversation import Prompt, as_messages
 from salmon.templates import neutralize_special_tokens
 
 # For base models without a chat template.
@@ -50,10 +51,18 @@ def render_chat(tokenizer, messages: list[dict[str, str]], add_generation_prompt
     return "".join(parts)
 
 
-def user_prompt(tokenizer, text: str, system: str | None = None) -> str:
-    messages = [{"role": "system", "content": system}] if system else []
-    messages.append({"role": "user", "content": text})
-    return render_chat(tokenizer, messages)
+def prompt_messages(prompt: Prompt, system: str | None = None) -> list[dict[str, str]]:
+    """The messages of a prompt (text or conversation); `system` is added in front unless
+    the conversation has a system message of its own."""
+    messages = as_messages(prompt)
+    if system and messages[0]["role"] != "system":
+        messages.insert(0, {"role": "system", "content": system})
+    return messages
+
+
+def user_prompt(tokenizer, text: Prompt, system: str | None = None) -> str:
+    """The generation prompt for `text`: one user turn, or a whole conversation."""
+    return render_chat(tokenizer, prompt_messages(text, system))
 
 
 def stop_strings(tokenizer) -> list[str]:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from salmon.config import opt
+from salmon.conversation import last_user_text, with_last_user_text
 from salmon.errors import SalmonError
 from salmon.generate import GenerateConfig, generate
 from salmon.jsonl import read_jsonl, write_jsonl
@@ -90,6 +91,11 @@ def steerable(cfg: ContrastConfig) -> dict[str, list[Verifiable]]:
     return out
 
 
+def steered(prompt, instruction: str):
+    """The prompt with `instruction` appended to its last user turn (text or conversation)."""
+    return with_last_user_text(prompt, f"{last_user_text(prompt)}\n\n{instruction}")
+
+
 def plan_jobs(prompts: list[dict[str, Any]], fams: dict[str, list[Verifiable]], cfg: ContrastConfig
               ) -> tuple[list[dict[str, Any]], dict[str, Verifiable]]:
     """Prompt records for `generate` (steered texts) and, per contrast key, its principle instance."""
@@ -107,11 +113,11 @@ def plan_jobs(prompts: list[dict[str, Any]], fams: dict[str, list[Verifiable]], 
             key = f"{p['id']}{SEP}{fam}"
             chosen[key] = v
             for side, instr in (("a", v.steer[0]), ("b", v.steer[1])):
-                jobs.append({"id": f"{key}{SEP}{side}", "prompt": f"{p['prompt']}\n\n{instr}", "type": p["type"]})
+                jobs.append({"id": f"{key}{SEP}{side}", "prompt": steered(p["prompt"], instr), "type": p["type"]})
     for p in harm:
         for k in range(cfg.harm_n):
             jobs.append({"id": f"{p['id']}{SEP}harm{SEP}plain{k}", "prompt": p["prompt"], "type": "redteam"})
-            jobs.append({"id": f"{p['id']}{SEP}harm{SEP}refuse{k}", "prompt": f"{p['prompt']}\n\n{REFUSE}",
+            jobs.append({"id": f"{p['id']}{SEP}harm{SEP}refuse{k}", "prompt": steered(p["prompt"], REFUSE),
                          "type": "redteam"})
     return jobs, chosen
 
@@ -125,9 +131,10 @@ def form_pairs(by_id: dict[str, dict[str, Any]], originals: dict[str, str], chos
         if not a["text"].strip() or not b["text"].strip():
             counts[f"dropped_empty:{v.family}"] += 1
             continue
-        d = verdicts_differ(v, originals[pid], a["text"], b["text"], a["finished"], b["finished"])
-        known = v.check(originals[pid], a["text"], a["finished"]) is not None and \
-            v.check(originals[pid], b["text"], b["finished"]) is not None
+        request = last_user_text(originals[pid])
+        d = verdicts_differ(v, request, a["text"], b["text"], a["finished"], b["finished"])
+        known = v.check(request, a["text"], a["finished"]) is not None and \
+            v.check(request, b["text"], b["finished"]) is not None
         checked = True if d > 0 else (False if known else None)
         p = v.principle
         out.append({"id": key, "prompt": originals[pid], "response_a": a["text"], "response_b": b["text"],

@@ -8,6 +8,9 @@
 - Policy, before vs after: answers to held-out prompts scored by the RM under the RL
   principles (sampled per prompt as in RL, seeded) and under the held-out principle set;
   mean length in tokens, stop rate; refusal rate on red-team prompts.
+- Every figure `<key>` carries a 95% percentile-bootstrap interval over prompts (or
+  pairs), `<key>_ci_low` and `<key>_ci_high`; `policy.diff.<metric>` is after - before
+  with a paired interval (both policies answer the same prompts). See salmon/stats.py.
 - `--mt-bench question.jsonl`: both policies' answers in FastChat's answer format.
 Writes `metrics.json` (flat keys, see README) and the generations in `out/`.
 """
@@ -28,8 +31,9 @@ from salmon.generate import GenerateConfig, generate
 from salmon.jsonl import read_jsonl, write_jsonl
 from salmon.principles import load_principles, sample_principles
 from salmon.progress import info
-from salmon.refusal import refusal_rate
+from salmon.refusal import is_refusal
 from salmon.stage import StageFiles
+from salmon.stats import diff_estimate, estimate
 
 DEV_SETS = {"judge_dev": "data/dev/judge_dev.jsonl", "judge_test": "data/dev/judge_test.jsonl",
             "verify_dev": "data/dev/verify_dev.jsonl", "verify_test": "data/dev/verify_test.jsonl"}
@@ -50,13 +54,24 @@ class EvalConfig:
     intervention: str | None = opt("intervention", "Intervention principles added to every RL-time list ('' for none)")
     heldout_principles: str = opt("heldout", "Principles never used in training")
     max_principles: int = opt(3, "RL principles sampled per prompt")
-    limit: int | None = opt(None, "Use only the first N held-out and red-team prompts")
+    limit: int | None = opt(None, "Use only the first N held-out prompts (and red-team prompts, unless "
+                                  "--redteam-limit is set)")
+    redteam_limit: int | None = opt(None, "Use only the first N red-team prompts (default: --limit)")
     max_new_tokens: int = opt(128, "Tokens per answer")
+    redteam_max_new_tokens: int | None = opt(None, "Tokens per red-team answer; the refusal check reads the "
+                                                   "first 300 characters (default: --max-new-tokens)")
+    bootstrap: int = opt(2000, "Bootstrap resamples for the 95% intervals")
     batch_size: int = opt(8, "Generation batch size")
     mt_bench: str | None = opt(None, "MT-Bench question.jsonl: save answers in FastChat format")
     judge_model: str | None = opt(None, "Also evaluate this model as a raw self-judge on the labeled sets")
     seed: int = opt(0, "Seed")
     progress: bool = opt(True, "Show progress bars", resume_safe=True)
+
+    def validate(self) -> None:
+        for name in ("limit", "redteam_limit", "max_new_tokens", "redteam_max_new_tokens", "batch_size", "bootstrap"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise SalmonError(f"--{name.replace('_', '-')} must be at least 1")
 
 
 def labeled_path(spec: str) -> Path:
@@ -82,47 +97,94 @@ def rl_principle_lists(prompts: list[dict[str, Any]], cfg: EvalConfig) -> list[l
     return out
 
 
-def _generate(policy: str, prompts: str, out: Path, cfg: EvalConfig) -> list[dict[str, Any]]:
+def answer(policy: str, prompts: str, out: Path, cfg: EvalConfig, limit: int | None,
+           max_new_tokens: int) -> list[dict[str, Any]]:
+    """One greedy answer per prompt: records with `responses`, `num_tokens`, `finished`
+    (the generate stage's format). The only place evaluation generates text."""
     gcfg = GenerateConfig(model=policy, prompts=prompts, out=str(out), n=1, temperature=0.0,
-                          max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, limit=cfg.limit,
+                          max_new_tokens=max_new_tokens, batch_size=cfg.batch_size, limit=limit,
                           seed=cfg.seed, progress=cfg.progress)
     return read_jsonl(generate(gcfg))
 
 
-def policy_metrics(rm, recs: list[dict[str, Any]], rl_lists: list[list[str]], heldout: list[str]) -> dict[str, float]:
+def per_prompt_values(rm, recs: list[dict[str, Any]], rl_lists: list[list[str]],
+                      heldout: list[str]) -> dict[str, list[float]]:
+    """Per answer: RM score under its RL principles and under the held-out set, length, stop."""
     prompts = [r["prompt"] for r in recs]
     answers = [r["responses"][0] for r in recs]
-    rl_scores = rm.score(prompts, answers, rl_lists[: len(recs)])
-    held_scores = rm.score(prompts, answers, [heldout] * len(recs))
     return {
-        "rm_score": float(np.mean(rl_scores)),
-        "rm_score_heldout": float(np.mean(held_scores)),
-        "length": float(np.mean([r["num_tokens"][0] for r in recs])),
-        "length_words": float(np.mean([len(a.split()) for a in answers])),
-        "stop_rate": float(np.mean([r["finished"][0] for r in recs])),
+        "rm_score": [float(x) for x in rm.score(prompts, answers, rl_lists)],
+        "rm_score_heldout": [float(x) for x in rm.score(prompts, answers, [heldout] * len(recs))],
+        "length": [float(r["num_tokens"][0]) for r in recs],
+        "length_words": [float(len(a.split())) for a in answers],
+        "stop_rate": [float(r["finished"][0]) for r in recs],
     }
+
+
+def before_after(values: dict[str, dict[str, list[float]]], seed: int = 0, n_boot: int = 2000) -> dict[str, float]:
+    """Flat metrics from per-prompt values ({"before": {metric: [...]}, "after": ...}):
+    `policy.<policy>.<metric>` with its interval and, when both policies are present,
+    `policy.diff.<metric>` = after - before with a paired interval (same prompts, same order).
+    The red-team refusal rate keeps its older names, `policy.redteam_refusal_<policy>`."""
+    def name(policy: str, metric: str) -> str:
+        return f"policy.{metric}_{policy}" if metric == "redteam_refusal" else f"policy.{policy}.{metric}"
+
+    out: dict[str, float] = {}
+    for policy, per_metric in values.items():
+        for metric, xs in per_metric.items():
+            out.update(estimate(xs, name(policy, metric), seed=seed, n_boot=n_boot))
+    if "before" in values and "after" in values:
+        for metric, xs in values["before"].items():
+            out.update(diff_estimate(xs, values["after"][metric], f"policy.diff.{metric}", paired=True,
+                                     seed=seed, n_boot=n_boot))
+    return out
+
+
+def common_prompts(gens: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Each policy's records restricted to the prompts every policy answered, in one order
+    (a prompt too long for one tokenizer is dropped for all), so differences are paired."""
+    first = next(iter(gens.values()))
+    shared = set.intersection(*({r["id"] for r in recs} for recs in gens.values()))
+    by_id = {k: {r["id"]: r for r in recs} for k, recs in gens.items()}
+    return {k: [by_id[k][r["id"]] for r in first if r["id"] in shared] for k in gens}
+
+
+def policy_metrics(cfg: EvalConfig, policies: dict[str, str], out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Answer held-out and red-team prompts with each policy, score, compare.
+    Returns (flat metrics with timings of the parts, {policy: held-out records})."""
+    from salmon.reward import InstructableRewardModel
+
+    t0 = time.time()
+    red_limit = cfg.redteam_limit if cfg.redteam_limit is not None else cfg.limit
+    gens = common_prompts({k: answer(v, cfg.prompts, out / k / "eval.jsonl", cfg, cfg.limit, cfg.max_new_tokens)
+                           for k, v in policies.items()})
+    red = common_prompts({k: answer(v, cfg.redteam, out / k / "redteam.jsonl", cfg, red_limit,
+                                    cfg.redteam_max_new_tokens or cfg.max_new_tokens) for k, v in policies.items()})
+    t1 = time.time()
+    rm = InstructableRewardModel.load(cfg.rm)
+    some = next(iter(gens.values()))
+    rl_lists = rl_principle_lists(some, cfg)
+    heldout = [p.definition for p in load_principles(cfg.heldout_principles)]
+    values = {k: per_prompt_values(rm, gens[k], rl_lists, heldout) for k in policies}
+    for k, recs in red.items():
+        values[k]["redteam_refusal"] = [float(is_refusal(r["responses"][0])) for r in recs]
+    metrics: dict[str, Any] = {"policy.n_prompts": len(some), "policy.n_redteam": len(next(iter(red.values())))}
+    metrics.update(before_after(values, seed=cfg.seed, n_boot=cfg.bootstrap))
+    metrics["timings.evaluate_generate_s"] = round(t1 - t0, 1)
+    metrics["timings.evaluate_policy_score_s"] = round(time.time() - t1, 1)
+    return metrics, gens
 
 
 def evaluate(cfg: EvalConfig) -> Path:
     files = StageFiles.for_dir(cfg.out)
     if files.begin(cfg):
         return files.out
-    from salmon.reward import InstructableRewardModel
-
     t0 = time.time()
-    metrics: dict[str, Any] = {}
-    metrics.update(_rm_metrics(cfg, files.out))
+    metrics: dict[str, Any] = _rm_metrics(cfg, files.out)
+    metrics["timings.evaluate_rm_labeled_s"] = round(time.time() - t0, 1)
     policies = {"before": cfg.policy_before, **({"after": cfg.policy_after} if cfg.policy_after else {})}
-    gens = {k: _generate(v, cfg.prompts, files.out / k / "eval.jsonl", cfg) for k, v in policies.items()}
-    red = {k: _generate(v, cfg.redteam, files.out / k / "redteam.jsonl", cfg) for k, v in policies.items()}
-    rm = InstructableRewardModel.load(cfg.rm)
-    some = next(iter(gens.values()))
-    rl_lists = rl_principle_lists(some, cfg)
-    heldout = [p.definition for p in load_principles(cfg.heldout_principles)]
-    for k in policies:
-        for name, value in policy_metrics(rm, gens[k], rl_lists, heldout).items():
-            metrics[f"policy.{k}.{name}"] = value
-        metrics[f"policy.redteam_refusal_{k}"] = refusal_rate([r["responses"][0] for r in red[k]])
+    pm, gens = policy_metrics(cfg, policies, files.out)
+    metrics.update(pm)
     if cfg.mt_bench:
         from salmon.mtbench import write_mt_bench_answers
 

@@ -8,6 +8,9 @@ missing records; the final file is then identical to an uninterrupted run's.
 Output, one record per prompt, in input order:
     {"id", "prompt", "type", "responses": [str] * n, "finished": [bool] * n,
      "num_tokens": [int] * n}
+A prompt may be a conversation (a list of chat messages ending with a user turn): every
+turn goes through the chat template, the responses answer its last user turn, and the
+record keeps the conversation as its "prompt".
 """
 
 from __future__ import annotations

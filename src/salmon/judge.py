@@ -18,7 +18,9 @@ skips what is done, and the final file equals an uninterrupted run's. Under
 `<out>.rank<r>.partial`, and the main process merges them in input order at the end.
 Responses longer than `max_response_tokens` (and requests over `max_prompt_tokens`) are
 cut to that many tokens, marked " [...]", and counted; pairs with an empty response are
-skipped and counted.
+skipped and counted. A conversational prompt (a list of chat messages) is shown whole,
+its earlier turns labelled by role; one over `max_prompt_tokens` loses its oldest turns
+first (counted as `truncated_turns`), and only then is its last user text cut.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from salmon.config import opt
+from salmon.conversation import Prompt, last_user_text, parse_prompt, request_text
 from salmon.errors import SalmonError
 from salmon.jsonl import ResumableJsonlWriter, iter_jsonl, write_jsonl
 from salmon.judge_core import DEFAULT_VARIANT, VARIANT_HELP
@@ -69,11 +72,12 @@ class JudgeConfig:
 @dataclass
 class Pair:
     id: str
-    prompt: str
+    prompt: Prompt  # text, or a conversation ending with the user turn both outputs answer
     a: str
     b: str
     principles: list[Principle]
     truncated: list[str] = field(default_factory=list)  # which fields were cut
+    dropped_turns: int = 0  # conversation messages dropped to fit max_prompt_tokens
 
 
 def read_pairs(path: str, default: list[Principle], limit: int | None = None) -> list[Pair]:
@@ -85,8 +89,13 @@ def read_pairs(path: str, default: list[Principle], limit: int | None = None) ->
         for key in ("prompt", "response_a", "response_b"):
             if key not in rec:
                 raise SalmonError(f"{where}: missing '{key}' (expected a pair with prompt, response_a, response_b)")
-            if not isinstance(rec[key], str):
+            if key != "prompt" and not isinstance(rec[key], str):
                 raise SalmonError(f"{where}: '{key}' must be text, got {type(rec[key]).__name__}")
+        if isinstance(rec["prompt"], list):
+            rec["prompt"] = parse_prompt(rec["prompt"], where)
+        elif not isinstance(rec["prompt"], str):
+            raise SalmonError(f"{where}: 'prompt' must be text or a list of chat messages, "
+                              f"got {type(rec['prompt']).__name__}")
         pid = str(rec.get("id", f"line{ln}"))
         if pid in seen:
             raise SalmonError(f"{where}: duplicate pair id '{pid}' (first at line {seen[pid]})")
@@ -117,15 +126,18 @@ def prepare_pairs(pairs: list[Pair], tokenizer, max_prompt: int,
                   max_response: int) -> tuple[list[Pair], list[str]]:
     """Truncate over-long fields (recorded in `Pair.truncated`); return (kept, skipped ids),
     skipping pairs with an empty response."""
-    from salmon.judge_core import truncate_text
+    from salmon.judge_core import truncate_prompt, truncate_text
 
     kept, skipped = [], []
     for p in pairs:
-        if not p.a.strip() or not p.b.strip() or not p.prompt.strip():
+        if not p.a.strip() or not p.b.strip() or not last_user_text(p.prompt).strip():
             skipped.append(p.id)
             continue
-        for name, limit in (("prompt", max_prompt), ("a", max_response), ("b", max_response)):
-            text, cut = truncate_text(tokenizer, getattr(p, name), limit)
+        p.prompt, p.dropped_turns, cut = truncate_prompt(tokenizer, p.prompt, max_prompt)
+        if cut:
+            p.truncated.append("prompt")
+        for name in ("a", "b"):
+            text, cut = truncate_text(tokenizer, getattr(p, name), max_response)
             if cut:
                 setattr(p, name, text)
                 p.truncated.append(name)
@@ -136,7 +148,8 @@ def prepare_pairs(pairs: list[Pair], tokenizer, max_prompt: int,
 def fixed_batches(pairs: list[Pair], tokenizer, batch_pairs: int) -> list[list[int]]:
     """Indices of `pairs` sorted by length (ties by position) cut into batches, so that a
     rerun, a resume or a different number of processes forms exactly the same batches."""
-    lengths = [len(tokenizer(p.prompt + p.a + p.b, add_special_tokens=False)["input_ids"]) for p in pairs]
+    lengths = [len(tokenizer(request_text(p.prompt) + p.a + p.b, add_special_tokens=False)["input_ids"])
+               for p in pairs]
     order = sorted(range(len(pairs)), key=lambda i: (lengths[i], i))
     return [order[s:s + batch_pairs] for s in range(0, len(order), batch_pairs)]
 
@@ -296,8 +309,10 @@ def _summary(cfg: JudgeConfig, plan: JudgePlan, records: list[dict[str, Any]], w
         "truncated_pairs": sum(bool(p.truncated) for p in pairs),
         "truncated_responses": sum(p.truncated.count("a") + p.truncated.count("b") for p in pairs),
         "truncated_prompts": sum("prompt" in p.truncated for p in pairs),
+        "truncated_turns": sum(p.dropped_turns for p in pairs),
+        "truncated_conversations": sum(p.dropped_turns > 0 for p in pairs),
         "truncation": f"responses cut to {cfg.max_response_tokens} tokens, requests to "
-                      f"{cfg.max_prompt_tokens}, marked ' [...]'",
+                      f"{cfg.max_prompt_tokens} (a conversation's oldest turns dropped first), marked ' [...]'",
         "consistent_rate": sum(r["consistent"] for r in records) / n,
         "first_shown_wins_rate": first_wins / (2 * n),
         "mean_order_bias": sum(r["score_ab"] - r["score_ba"] for r in records) / (2 * n),

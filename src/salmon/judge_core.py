@@ -1,9 +1,10 @@
 """The self-judge's scoring core: judge prompts, choice tokens, and two ways to score them.
 
-A judge prompt (package data `prompts/judge_<variant>.txt`) shows the request, two
-outputs and one principle, rendered with the model's chat template; the assistant turn
-is pre-filled (e.g. "Output (") so that the next token names the choice. The score of
-one prompt is logit(first choice) - logit(second choice) at that position.
+A judge prompt (package data `prompts/judge_<variant>.txt`) shows the request (with a
+conversation's earlier turns, `conversation.request_text`), two outputs and one
+principle, rendered with the model's chat template; the assistant turn is pre-filled
+(e.g. "Output (") so that the next token names the choice. The score of one prompt is
+logit(first choice) - logit(second choice) at that position.
 
 The principle is the last thing in the user turn, so a prompt splits into a *prefix*
 (system, request, both outputs) shared by every principle and a short per-principle
@@ -25,6 +26,13 @@ from dataclasses import dataclass
 from importlib import resources
 
 from salmon.chat import render_chat, special_token_strings
+from salmon.conversation import (
+    Prompt,
+    drop_oldest,
+    last_user_text,
+    request_text,
+    with_last_user_text,
+)
 from salmon.errors import SalmonError
 from salmon.padding import left_pad
 from salmon.templates import load_template, neutralize_special_tokens, render
@@ -87,7 +95,7 @@ def load_judge_template(variant: str) -> JudgeTemplate:
     return JudgeTemplate(variant, sections.get("system") or None, user, prefill, (choices[0], choices[1]))
 
 
-def split_prompt(tokenizer, template: JudgeTemplate, instruction: str, first: str,
+def split_prompt(tokenizer, template: JudgeTemplate, instruction: Prompt, first: str,
                  second: str) -> tuple[str, str, str]:
     """Render the chat prompt and cut it at the principle: (prefix, lead, tail) texts.
 
@@ -96,7 +104,7 @@ def split_prompt(tokenizer, template: JudgeTemplate, instruction: str, first: st
     the principle: the end of the user turn, the assistant header and the pre-fill.
     """
     specials = special_token_strings(tokenizer)
-    user = render(template.user, instruction=neutralize_special_tokens(instruction, specials),
+    user = render(template.user, instruction=neutralize_special_tokens(request_text(instruction), specials),
                   first=neutralize_special_tokens(first, specials),
                   second=neutralize_special_tokens(second, specials), principle=SENTINEL)
     messages = ([{"role": "system", "content": template.system}] if template.system else [])
@@ -118,7 +126,7 @@ def encode(tokenizer, text: str, first: bool = False) -> list[int]:
     return tokenizer(text, add_special_tokens=special)["input_ids"]
 
 
-def build_prompt_ids(tokenizer, template: JudgeTemplate, instruction: str, first: str, second: str,
+def build_prompt_ids(tokenizer, template: JudgeTemplate, instruction: Prompt, first: str, second: str,
                      principles: list[str]) -> PromptIds:
     """Token ids for one (pair, order) and its principles (definition texts)."""
     prefix_text, lead, tail = split_prompt(tokenizer, template, instruction, first, second)
@@ -160,6 +168,24 @@ def truncate_text(tokenizer, text: str, max_tokens: int) -> tuple[str, bool]:
     if len(ids) <= max_tokens:
         return text, False
     return tokenizer.decode(ids[:max_tokens], skip_special_tokens=True).rstrip() + TRUNCATION_MARK, True
+
+
+def truncate_prompt(tokenizer, prompt: Prompt, max_tokens: int) -> tuple[Prompt, int, bool]:
+    """Fit a request into `max_tokens` tokens as the judge shows it (`request_text`):
+    (prompt, messages dropped, whether the last user text was cut). A conversation loses
+    its oldest turns first (`conversation.drop_oldest`); then the last user text is cut
+    at its end, marked " [...]"."""
+    def n_tokens(p: Prompt) -> int:
+        return len(tokenizer(request_text(p), add_special_tokens=False)["input_ids"])
+
+    prompt, dropped = drop_oldest(prompt, lambda p: n_tokens(p) <= max_tokens)
+    over = n_tokens(prompt) - max_tokens
+    if over <= 0:
+        return prompt, dropped, False
+    last = last_user_text(prompt)
+    keep = max(1, len(tokenizer(last, add_special_tokens=False)["input_ids"]) - over)
+    text, cut = truncate_text(tokenizer, last, keep)
+    return with_last_user_text(prompt, text), dropped, cut
 
 
 # ---------------------------------------------------------------- scoring

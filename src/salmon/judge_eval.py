@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from salmon.config import opt
+from salmon.conversation import Prompt, parse_prompt, prompt_chars
 from salmon.devsets import builtin_dev_path
 from salmon.errors import SalmonError
 from salmon.jsonl import atomic_write_text, iter_jsonl, write_jsonl
@@ -62,7 +63,7 @@ class EvalJudgeConfig:
 @dataclass
 class Labeled:
     id: str
-    prompt: str
+    prompt: Prompt  # text, or a conversation ending with a user turn
     chosen: str
     rejected: str
     principle: Principle
@@ -77,7 +78,9 @@ def read_labeled(path: str, limit: int | None = None) -> list[Labeled]:
     for ln, rec in iter_jsonl(src):
         where = f"{src}:{ln}"
         for key in ("prompt", "chosen", "rejected"):
-            if not isinstance(rec.get(key), str) or not rec[key].strip():
+            if key == "prompt" and isinstance(rec.get(key), list):
+                rec[key] = parse_prompt(rec[key], where)  # a conversation ending with a user turn
+            elif not isinstance(rec.get(key), str) or not rec[key].strip():
                 raise SalmonError(f"{where}: '{key}' must be non-empty text")
         if "principle" not in rec:
             raise SalmonError(f"{where}: missing 'principle' ({{name, definition, negation?}} or a text)")
@@ -138,6 +141,7 @@ def score_labeled(cfg: EvalJudgeConfig, pairs: list[Labeled]) -> list[dict[str, 
         keep_freed_memory,
         load_judge_template,
         score_pairs,
+        truncate_prompt,
         truncate_text,
     )
     from salmon.models import load_causal_lm, load_tokenizer
@@ -153,10 +157,10 @@ def score_labeled(cfg: EvalJudgeConfig, pairs: list[Labeled]) -> list[dict[str, 
     def cut(text: str, n: int) -> str:
         return truncate_text(tok, text, n)[0]
 
-    jobs = [(cut(p.prompt, cfg.max_prompt_tokens), cut(p.chosen, cfg.max_response_tokens),
+    jobs = [(truncate_prompt(tok, p.prompt, cfg.max_prompt_tokens)[0], cut(p.chosen, cfg.max_response_tokens),
              cut(p.rejected, cfg.max_response_tokens), [p.principle.definition, p.principle.negation])
             for p in pairs]
-    order = sorted(range(len(jobs)), key=lambda i: (sum(len(t) for t in jobs[i][:3]), i))
+    order = sorted(range(len(jobs)), key=lambda i: (prompt_chars(jobs[i][0]) + len(jobs[i][1]) + len(jobs[i][2]), i))
     verdicts: dict[int, list[dict]] = {}
     with progress_bar(len(jobs), "eval-judge", "pairs", cfg.progress) as advance:
         for s in range(0, len(order), cfg.batch_pairs):

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from salmon.config import opt
+from salmon.conversation import last_user_text, parse_prompt, prompt_key
 from salmon.errors import SalmonError
 from salmon.jsonl import iter_jsonl
 from salmon.principles import Principle
@@ -138,8 +139,9 @@ def differing(pair: dict[str, Any], vps: list[Verifiable]) -> dict[str, list[tup
     """Per family, the principles whose verdicts differ on the pair (+1: a satisfies it)."""
     out: dict[str, list[tuple[Verifiable, int]]] = {}
     fa, fb = pair.get("finished_a", True) is not False, pair.get("finished_b", True) is not False
+    request = last_user_text(pair["prompt"])  # the turn being answered (a prompt may be a conversation)
     for v in vps:
-        d = verdicts_differ(v, pair["prompt"], pair["response_a"], pair["response_b"], fa, fb)
+        d = verdicts_differ(v, request, pair["response_a"], pair["response_b"], fa, fb)
         if d:
             out.setdefault(v.family, []).append((v, d))
     return out
@@ -199,9 +201,10 @@ def read_contrast(path: str) -> list[dict[str, Any]]:
     (towards not-P), finished_a/b, principle {name, definition, negation}, checked."""
     rows = []
     for ln, rec in iter_jsonl(path):
-        for key in ("id", "prompt", "response_a", "response_b"):
+        for key in ("id", "response_a", "response_b"):
             if not isinstance(rec.get(key), str):
                 raise SalmonError(f"{path}:{ln}: missing text field '{key}' (expected a `salmon contrast` record)")
+        rec["prompt"] = parse_prompt(rec.get("prompt"), f"{path}:{ln}")
         pr = rec.get("principle")
         if not isinstance(pr, dict) or not all(isinstance(pr.get(k), str) and pr[k] for k in ("name", "definition", "negation")):
             raise SalmonError(f"{path}:{ln}: 'principle' must have name, definition and negation")
@@ -237,21 +240,24 @@ def cross_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     steered pairs themselves are already there): more pairs for the verify source, no
     more sampling. Ids are `x:<prompt>:<i>-<j>`."""
     by_prompt: dict[str, list[tuple[str, bool]]] = {}
+    prompts: dict[str, Any] = {}
     steered = set()
     for r in rows:
-        seen = by_prompt.setdefault(r["prompt"], [])
+        key = prompt_key(r["prompt"])
+        prompts[key] = r["prompt"]
+        seen = by_prompt.setdefault(key, [])
         for side in ("a", "b"):
             item = (r[f"response_{side}"], r.get(f"finished_{side}", True) is not False)
             if item[0].strip() and item[0] not in [t for t, _ in seen]:
                 seen.append(item)
-        steered.add((r["prompt"], r["response_a"], r["response_b"]))
+        steered.add((key, r["response_a"], r["response_b"]))
     out = []
-    for n, (prompt, items) in enumerate(by_prompt.items()):
+    for n, (key, items) in enumerate(by_prompt.items()):
         for i in range(len(items)):
             for j in range(i + 1, len(items)):
                 (a, fa), (b, fb) = items[i], items[j]
-                if (prompt, a, b) not in steered and (prompt, b, a) not in steered:
-                    out.append({"id": f"x:{n}:{i}-{j}", "prompt": prompt, "response_a": a, "response_b": b,
+                if (key, a, b) not in steered and (key, b, a) not in steered:
+                    out.append({"id": f"x:{n}:{i}-{j}", "prompt": prompts[key], "response_a": a, "response_b": b,
                                 "finished_a": fa, "finished_b": fb})
     return out
 

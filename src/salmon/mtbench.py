@@ -31,6 +31,17 @@ def read_questions(path: str | Path, limit: int | None = None) -> list[dict]:
     return out
 
 
+def turn_items(turns: list[str], answers: list[str]) -> list[tuple[list[dict[str, str]], str]]:
+    """(conversation, response) per turn, for scoring every turn with the reward model:
+    turn k's prompt holds the questions and the model's own answers before it."""
+    items, history = [], []
+    for question, answer in zip(turns, answers, strict=True):
+        history = [*history, {"role": "user", "content": question}]
+        items.append((history, answer))
+        history = [*history, {"role": "assistant", "content": answer}]
+    return items
+
+
 def write_mt_bench_answers(model_spec: str, questions: str | Path, out: str | Path, model_id: str,
                            max_new_tokens: int = 256, batch_size: int = 8, limit: int | None = None) -> Path:
     from salmon.models import load_causal_lm, load_tokenizer

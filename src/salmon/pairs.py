@@ -7,6 +7,7 @@ normalising case and whitespace) and writes, per prompt, up to `max_pairs_per_pr
 pairs (i, j), i < j, in order:
     {"id", "prompt_id", "prompt", "type", "response_a", "response_b",
      "finished_a", "finished_b"}
+`prompt` is copied as generated: text, or a conversation (a list of chat messages).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from salmon.config import opt
+from salmon.conversation import parse_prompt
 from salmon.errors import SalmonError
 from salmon.jsonl import iter_jsonl, write_jsonl
 from salmon.progress import info
@@ -74,6 +76,8 @@ def make_pairs(cfg: PairsConfig) -> Path:
             raise SalmonError(f"{cfg.responses}:{ln}: expected a generate record with id, prompt and responses")
         if not all(isinstance(r, str) for r in rec["responses"]):
             raise SalmonError(f"{cfg.responses}:{ln}: responses must be a list of strings")
+        if not isinstance(rec["prompt"], str):
+            parse_prompt(rec["prompt"], f"{cfg.responses}:{ln}")  # a conversation: checked, kept as is
         records.append(rec)
     if files.begin(cfg):
         return files.out

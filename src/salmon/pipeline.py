@@ -26,6 +26,7 @@ from typing import Any
 from salmon.config import check_resume, dump_yaml, from_dict, load_config, opt, read_yaml, to_dict
 from salmon.errors import SalmonError
 from salmon.jsonl import atomic_write_text
+from salmon.machine import record_machine_in_subprocess
 from salmon.manifest import input_digest, read_manifest
 from salmon.progress import info
 
@@ -179,6 +180,7 @@ def run_pipeline(config: str | None = None, out: str | None = None, from_stage: 
     lock = _lock(d)
     try:
         atomic_write_text(d / "run.yaml", dump_yaml({"run": to_dict(run), **{k: v for k, v in sections.items() if k != "run"}}))
+        record_machine_in_subprocess(d)  # this machine's matmul peak, so the report can normalise stage times
         if from_stage:
             if from_stage.replace("-", "_") not in stages:
                 raise SalmonError(f"--from {from_stage}: that stage is not part of this run")

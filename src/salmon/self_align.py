@@ -43,6 +43,7 @@ from typing import Any
 
 from salmon.chat import render_chat
 from salmon.config import opt, read_yaml
+from salmon.conversation import Prompt, as_messages, last_user_text
 from salmon.errors import SalmonError
 from salmon.jsonl import ResumableJsonlWriter, read_jsonl
 from salmon.principles import Principle, load_principles
@@ -163,12 +164,17 @@ def context_messages(rules: list[Principle], exemplars: list[Exemplar], thoughts
     return messages
 
 
-def render_prompt(tok, context: list[dict[str, str]], prompt: str) -> str:
+def render_prompt(tok, context: list[dict[str, str]], prompt: Prompt) -> str:
     """The full generation prompt. Templates that refuse a system turn get the header at
-    the top of the first user turn instead."""
+    the top of the first user turn instead. A conversation's turns follow the exemplars;
+    its own system message, if any, is added to the header."""
     from jinja2 import TemplateError
 
-    messages = context + [{"role": "user", "content": prompt}]
+    own = as_messages(prompt)
+    if own[0]["role"] == "system" and context and context[0]["role"] == "system":
+        context = [{"role": "system", "content": f"{context[0]['content']}\n\n{own[0]['content']}"}, *context[1:]]
+        own = own[1:]
+    messages = context + own
     try:
         return render_chat(tok, messages)
     except TemplateError:
@@ -275,7 +281,7 @@ def apply_filters(records: list[dict[str, Any]], names: list[str], settings: Fil
         if r["answer"] is None:
             failure = ("no_answer", "no 'Answer:' after the thoughts")
         else:
-            c = Candidate(r["answer"], r["finished"], r.get("lang") or prompt_language(r["prompt"], settings))
+            c = Candidate(r["answer"], r["finished"], r.get("lang") or prompt_language(last_user_text(r["prompt"]), settings))
             for name in names:
                 alone[name] += first_failure(c, [name], settings) is not None
             failure = first_failure(c, names, settings)
@@ -297,7 +303,7 @@ def prompt_language(prompt: str, settings: FilterSettings) -> str | None:
 def _save_dataset(kept: list[dict[str, Any]], target: Path) -> None:
     import datasets
 
-    rows = [{"id": r["id"], "messages": [{"role": "user", "content": r["prompt"]},
+    rows = [{"id": r["id"], "messages": [*as_messages(r["prompt"]),
                                          {"role": "assistant", "content": r["answer"]}]} for r in kept]
     tmp = target.with_name(f".{target.name}.tmp.{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -6,12 +6,18 @@ Endpoints (OpenAPI at /docs and /openapi.json):
 - `POST /get_reward`: OpenRLHF's remote reward-model protocol. Request
   `{"query": [prompt+response, ...], "prompts": [...], "labels": [...], "principles": [[str]]?}`;
   response `{"rewards": [...], "scores": [...], "extra_logs": {...}}`.
-- `POST /score`: `{"items": [{"prompt", "response", "principles"?}]}` -> `{"rewards": [...]}`.
+  A chat-formatted prompt is parsed back into its turns, so the RM reads the whole
+  conversation (oldest turns dropped first when it does not fit; counted per sample in
+  `extra_logs.rm_truncated_turns`).
+- `POST /score`: `{"items": [{"prompt", "response", "principles"?}]}` -> `{"rewards": [...]}`;
+  `prompt` is text or a list of chat messages.
 - `GET /health`.
 Concurrent requests are batched dynamically (one scoring thread; items queue until a batch
 fills or `batch_wait_ms` passes). Malformed or oversized requests get a 4xx with a JSON
-error. A bearer token is required when `--token-file` is given. Binds 127.0.0.1 unless
-`--host` says otherwise.
+error. With `--token-file`, every endpoint but /health needs the token, sent either as
+`Authorization: Bearer <token>` or in the URL's query string (`/get_reward?token=...`,
+for OpenRLHF, whose client sends no headers of its own); access logs are off so URLs
+with tokens are not written anywhere. Binds 127.0.0.1 unless `--host` says otherwise.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at runtime.
@@ -24,9 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from salmon.config import opt
+from salmon.conversation import Prompt, parse_prompt, prompt_chars
 from salmon.errors import SalmonError
+from salmon.serve_chat import BadRequest, ChatMarkers, parse_chat, split_query  # noqa: F401 - re-exported
 
-Scorer = Callable[[list[str], list[str], list[list[str]]], list[float]]
+Scorer = Callable[[list[Prompt], list[str], list[list[str]]], list[float]]
+# Per item, what the RM had to shorten: {"truncated_turns": n, "truncated_texts": n}.
+Truncation = Callable[[Prompt, str, list[str]], dict[str, int]]
 
 
 @dataclass
@@ -49,12 +59,6 @@ class ServeConfig:
             raise SalmonError("--max-batch-size and --max-items must be at least 1")
 
 
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
 def read_token(path: str | None) -> str | None:
     if not path:
         return None
@@ -68,73 +72,12 @@ def read_token(path: str | None) -> str | None:
     return token
 
 
-@dataclass(frozen=True)
-class ChatMarkers:
-    """Where a user turn opens and closes and where the assistant turn starts, found by
-    rendering a sentinel through the tokenizer's chat template."""
-
-    user_open: str
-    user_close: str
-    assistant: str
-    specials: tuple[str, ...]
-
-    @classmethod
-    def from_tokenizer(cls, tokenizer) -> "ChatMarkers":
-        from salmon.chat import render_chat, special_token_strings
-
-        specials = tuple(special_token_strings(tokenizer))
-        sentinel = "\u2063SENTINEL\u2063"
-        text = render_chat(tokenizer, [{"role": "user", "content": sentinel}], clean=False)
-        before, after = text.split(sentinel, 1)
-        starts = [before.rfind(s) for s in specials if s in before]
-        user_open = before[max(starts):] if starts else before.split("\n\n")[-1]
-        firsts = [(after.find(s), s) for s in specials if s in after]
-        user_close = min(firsts)[1] if firsts else after.split("\n")[0] or after
-        return cls(user_open, user_close, after, specials)
-
-
-def split_query(query: str, prompt: str | None, markers: ChatMarkers) -> tuple[str, str]:
-    """(instruction, response) from OpenRLHF's query (prompt + response as one string).
-
-    The prompt is normally a prefix of the query; when it is not (special tokens dropped
-    or added by the trainer), the query is split after the last assistant header.
-    Chat-formatted prompts are reduced to the text of their last user turn, and special
-    tokens (end of turn, padding) are stripped from the response.
-    """
-    specials = markers.specials
-    if prompt is not None and query.startswith(prompt):
-        head, response = prompt, query[len(prompt):]
-    elif prompt is not None and _strip(query, specials).startswith(_strip(prompt, specials)) and _strip(prompt, specials):
-        head, response = prompt, _strip(query, specials)[len(_strip(prompt, specials)):]
-    elif markers.assistant and markers.assistant in query:
-        cut = query.rindex(markers.assistant) + len(markers.assistant)
-        head, response = query[:cut], query[cut:]
-    else:
-        raise BadRequest(422, "cannot split query into prompt and response: the prompt is not a prefix of the query")
-    return _last_user_turn(head, markers), _strip(response, specials).strip()
-
-
-def _strip(text: str, specials: tuple[str, ...] | list[str]) -> str:
-    for s in specials:
-        text = text.replace(s, "")
-    return text
-
-
 def _is_unicode(text: str) -> bool:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _last_user_turn(prompt: str, markers: ChatMarkers) -> str:
-    """The user's text from a chat-formatted prompt, or the prompt itself if it is plain."""
-    if markers.user_open and markers.user_open in prompt:
-        prompt = prompt[prompt.rindex(markers.user_open) + len(markers.user_open):]
-        if markers.user_close and markers.user_close in prompt:
-            prompt = prompt[: prompt.index(markers.user_close)]
-    return _strip(prompt, markers.specials).strip()
 
 
 class Batcher:
@@ -194,9 +137,26 @@ class Batcher:
                 fut.set_result(float(s))
 
 
+def authorized(headers, query: str, token: str) -> bool:
+    """Whether a request carries the token: `Authorization: Bearer <token>`, or `token=<token>`
+    in the URL's query string (OpenRLHF's remote-RM client sends no headers of its own, so
+    the token rides in `--remote_rm_url`). Compared in constant time; never logged."""
+    from urllib.parse import parse_qs
+
+    expected = token.encode()
+    sent = headers.get("authorization", "")
+    bearer = sent[len("Bearer "):] if sent.startswith("Bearer ") else ""
+    in_url = parse_qs(query, keep_blank_values=True).get("token", [""])[-1]
+    ok_header = secrets.compare_digest(bearer.encode(), expected)
+    ok_url = secrets.compare_digest(in_url.encode(), expected)
+    return ok_header or ok_url  # `token` is never empty (read_token refuses an empty file)
+
+
 def create_app(scorer: Scorer, cfg: ServeConfig, markers: ChatMarkers, default_principles: list[str],
-               token: str | None = None):
-    """The FastAPI app; `scorer(prompts, responses, principles) -> rewards` does the work."""
+               token: str | None = None, truncation: Truncation | None = None):
+    """The FastAPI app; `scorer(prompts, responses, principles) -> rewards` does the work,
+    `truncation(prompt, response, principles)`, when given, says what the RM had to cut
+    (reported per sample in `/get_reward`'s extra_logs)."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
@@ -247,23 +207,25 @@ def create_app(scorer: Scorer, cfg: ServeConfig, markers: ChatMarkers, default_p
 
     @app.middleware("http")
     async def _auth(request: Request, call_next):
-        if token and request.url.path not in ("/health",):
-            sent = request.headers.get("authorization", "")
-            if not secrets.compare_digest(sent.encode(), f"Bearer {token}".encode()):
-                return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
+        if token and request.url.path not in ("/health",) and not authorized(request.headers, request.url.query, token):
+            return JSONResponse({"error": "missing or wrong token (send 'Authorization: Bearer <token>' "
+                                          "or '?token=<token>' in the URL)"}, status_code=401)
         return await call_next(request)
 
-    def check_items(prompts: list[str], responses: list[str], principles: list[list[str]]) -> None:
+    def check_items(prompts: list[Prompt], responses: list[str], principles: list[list[str]]) -> None:
         if not prompts:
             raise BadRequest(400, "no samples in the request")
         if len(prompts) > cfg.max_items:
             raise BadRequest(413, f"{len(prompts)} samples; the limit is {cfg.max_items} per request")
         for i, (p, r, ps) in enumerate(zip(prompts, responses, principles)):
-            for what, text in (("prompt", p), ("response", r)):
-                if len(text) > cfg.max_chars:
-                    raise BadRequest(413, f"sample {i}: {what} has {len(text)} characters; the limit is {cfg.max_chars}")
-            if not p.strip():
-                raise BadRequest(400, f"sample {i}: empty prompt")
+            try:
+                p = parse_prompt(p, f"sample {i}")
+            except SalmonError as e:
+                raise BadRequest(400, str(e)) from None
+            for what, n in (("prompt", prompt_chars(p)), ("response", len(r))):
+                if n > cfg.max_chars:
+                    raise BadRequest(413, f"sample {i}: {what} has {n} characters; the limit is {cfg.max_chars}")
+            texts = [p] if isinstance(p, str) else [m["content"] for m in p]
             if not ps or len(ps) > cfg.max_principles:
                 raise BadRequest(400, f"sample {i}: needs 1-{cfg.max_principles} principles, got {len(ps)}")
             for t in ps:
@@ -271,10 +233,10 @@ def create_app(scorer: Scorer, cfg: ServeConfig, markers: ChatMarkers, default_p
                     raise BadRequest(400, f"sample {i}: principles must be non-empty texts under {cfg.max_chars} characters")
             # JSON may escape lone surrogates ("\ud800"); the tokenizer raises on them, which would
             # be a 500 for this request and for every request batched with it.
-            if not all(_is_unicode(t) for t in (p, r, *ps)):
+            if not all(_is_unicode(t) for t in (*texts, r, *ps)):
                 raise BadRequest(400, f"sample {i}: text is not valid Unicode (an unpaired surrogate escape such as \\ud800)")
 
-    async def run(prompts: list[str], responses: list[str], principles: list[list[str]]) -> list[float]:
+    async def run(prompts: list[Prompt], responses: list[str], principles: list[list[str]]) -> list[float]:
         check_items(prompts, responses, principles)
         return await batcher.score(list(zip(prompts, responses, principles)))
 
@@ -303,19 +265,38 @@ def create_app(scorer: Scorer, cfg: ServeConfig, markers: ChatMarkers, default_p
             if len(q) > 2 * cfg.max_chars:
                 raise BadRequest(413, f"sample {i}: query has {len(q)} characters; the limit is {2 * cfg.max_chars}")
         split = [split_query(q, req.prompts[i] if req.prompts else None, markers) for i, q in enumerate(req.query)]
-        rewards = await run([s[0] for s in split], [s[1] for s in split], per_sample(req.principles, n))
-        return {"rewards": rewards, "scores": rewards,
-                "extra_logs": {"rm_latency_ms": [round(1000 * (time.perf_counter() - t0), 2)] * n}}
+        lists = per_sample(req.principles, n)
+        rewards = await run([s[0] for s in split], [s[1] for s in split], lists)
+        logs = {"rm_latency_ms": [round(1000 * (time.perf_counter() - t0), 2)] * n,
+                "rm_turns": [float(len(p) if isinstance(p, list) else 1) for p, _ in split]}
+        if truncation is not None:
+            cut = [truncation(p, r, ps) for (p, r), ps in zip(split, lists)]
+            logs["rm_truncated_turns"] = [float(c.get("truncated_turns", 0)) for c in cut]
+            logs["rm_truncated_texts"] = [float(c.get("truncated_texts", 0)) for c in cut]
+        return {"rewards": rewards, "scores": rewards, "extra_logs": logs}
 
     @app.post("/score", response_model=ScoreResponse, responses=ERRORS)
     async def score(req: ScoreRequest) -> dict[str, Any]:
         items = req.items
         principles = per_sample([it.principles for it in items] if all(it.principles for it in items) else
                                 [it.principles or default_principles for it in items], len(items))
-        rewards = await run([it.prompt for it in items], [it.response for it in items], principles)
+        prompts = [it.prompt if isinstance(it.prompt, str) else [m.model_dump() for m in it.prompt] for it in items]
+        rewards = await run(prompts, [it.response for it in items], principles)
         return {"rewards": rewards}
 
     return app
+
+
+def rm_truncation(rm, prompt: Prompt, response: str, principles: list[str]) -> dict[str, int]:
+    """What the RM cuts from one item to fit its max_length (tokenizer only, no model)."""
+    from salmon.reward.template import encode_rm_parts
+
+    stats: dict[str, int] = {}
+    try:
+        encode_rm_parts(rm.tokenizer, prompt, response, principles, rm.max_length, stats)
+    except SalmonError:  # principles too long: scoring reports it
+        pass
+    return stats
 
 
 def serve(cfg: ServeConfig) -> None:
@@ -340,5 +321,6 @@ def serve(cfg: ServeConfig) -> None:
             rm.score(["?"], ["."], [defaults])
         except SalmonError as e:
             raise SalmonError(f"--principles {cfg.principles}: {e}") from None
-    app = create_app(rm.score, cfg, ChatMarkers.from_tokenizer(rm.tokenizer), defaults, token)
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")
+    app = create_app(rm.score, cfg, ChatMarkers.from_tokenizer(rm.tokenizer), defaults, token,
+                     truncation=lambda p, r, ps: rm_truncation(rm, p, r, ps))
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False)  # URLs may hold the token

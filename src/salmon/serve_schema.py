@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -16,8 +16,13 @@ class RewardRequest(BaseModel):
     principles: list[list[str]] | None = Field(None, description="per-sample principle texts")
 
 
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
 class ScoreItem(BaseModel):
-    prompt: str
+    prompt: str | list[ChatMessage] = Field(..., description="text, or a conversation ending with a user turn")
     response: str
     principles: list[str] | None = None
 
@@ -51,7 +56,8 @@ class ErrorResponse(BaseModel):
 
 ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in (
     (400, "malformed request (wrong lengths, empty texts, invalid Unicode, unparsable body)"),
-    (401, "missing or wrong bearer token (when the server has one)"),
+    (401, "missing or wrong token (when the server has one): send it as 'Authorization: Bearer <token>' "
+          "or as '?token=<token>' in the URL"),
     (413, "too many samples or texts too long"),
     (422, "fields of the wrong type, a query that does not start with its prompt, or principles "
           "too long for the reward model"),

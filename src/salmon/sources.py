@@ -1,9 +1,12 @@
 """Prompt sets: the built-in ones, JSONL / JSON / Parquet files, or HF dataset names.
 
-Every prompt becomes `{"id": str, "prompt": str, "type": str, ...}`; `type` is one of
-`general`, `reasoning`, `redteam` (default `general`). Accepted text fields, first
-found wins: `prompt`, `instruction` (+ `input`), `question`, `turns[0]` (MT-Bench),
-`text`.
+Every prompt becomes `{"id": str, "prompt": str | messages, "type": str, ...}`; `type`
+is one of `general`, `reasoning`, `redteam` (default `general`). Accepted text fields,
+first found wins: `prompt`, `instruction` (+ `input`), `question`, `turns[0]` (MT-Bench:
+only its first turn, since the later ones need the model's own earlier answers;
+`salmon eval --mt-bench` answers every turn), `text`. `prompt` may also be a conversation
+in TRL's format, a list of `{"role", "content"}` messages ending with a user turn
+(`salmon.conversation`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from salmon.conversation import parse_prompt, prompt_chars
 from salmon.errors import SalmonError
 from salmon.jsonl import iter_jsonl
 
@@ -44,12 +48,11 @@ def normalize_prompt(rec: dict[str, Any], index: int, where: str) -> dict[str, A
     text = _text_of(rec)
     if text is None:
         raise SalmonError(f"{where}: no prompt text (expected a 'prompt', 'instruction', 'question', 'turns' or 'text' field)")
-    if not isinstance(text, str):
-        raise SalmonError(f"{where}: prompt must be text, got {type(text).__name__}")
-    if not text.strip():
-        raise SalmonError(f"{where}: empty prompt")
-    if len(text) > MAX_PROMPT_CHARS:
-        raise SalmonError(f"{where}: prompt is {len(text)} characters (limit {MAX_PROMPT_CHARS})")
+    if not isinstance(text, (str, list)):
+        raise SalmonError(f"{where}: prompt must be text or a list of chat messages, got {type(text).__name__}")
+    text = parse_prompt(text, where)
+    if prompt_chars(text) > MAX_PROMPT_CHARS:
+        raise SalmonError(f"{where}: prompt is {prompt_chars(text)} characters (limit {MAX_PROMPT_CHARS})")
     ptype = rec.get("type") or rec.get("category_type") or "general"
     if ptype not in PROMPT_TYPES:
         raise SalmonError(f"{where}: unknown type {ptype!r} (expected one of {', '.join(PROMPT_TYPES)})")

@@ -29,8 +29,11 @@ def test_metrics_json_has_stable_keys(smoke_run):
     m = json.loads((smoke_run / "metrics.json").read_text())
     for key in ["rm.accuracy", "rm.flip_rate", "policy.before.length", "policy.after.length",
                 "policy.before.rm_score", "policy.after.rm_score", "policy.redteam_refusal_before",
-                "policy.redteam_refusal_after", "judge.label_yield", "timings.judge", "timings.total"]:
+                "policy.redteam_refusal_after", "judge.label_yield", "timings.judge", "timings.total",
+                "rm.accuracy_ci_low", "rm.flip_rate_ci_high", "policy.diff.rm_score", "policy.diff.rm_score_ci_low",
+                "policy.redteam_refusal_after_ci_high", "machine.matmul_gflops"]:
         assert key in m, key
+    assert m["machine.matmul_gflops"] > 0 and m["machine.measured_by"] == "run"
 
 
 def test_report_html_parses_and_embeds_plots(smoke_run):

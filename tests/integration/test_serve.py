@@ -213,3 +213,109 @@ def test_unscorable_requests_are_4xx_and_too_long_default_principles_fail_at_sta
         port = free.getsockname()[1]
     with pytest.raises(SalmonError, match="--principles judge: principles list is"):
         serve(ServeConfig(rm=str(rm), port=port, principles="judge"))
+
+
+def openrlhf_post(url: str, data: dict):
+    """A request shaped exactly like OpenRLHF's remote-RM client (`request_api_wrapper`):
+    `requests.post(url, json=data, headers={"Content-Type": "application/json"})`."""
+    import requests
+
+    return requests.post(url=url, json=data, headers={"Content-Type": "application/json"}, timeout=10)
+
+
+def test_openrlhf_client_with_the_token_in_the_url(markers):
+    from salmon.chat import user_prompt
+
+    s = Server(create_app(fake_scorer([]), ServeConfig(), markers[0], ["p"], token="s3cret/+&="))
+    try:
+        prompt = user_prompt(markers[1], "Name a colour.")
+        data = {"query": [prompt + "Blue is one.<|im_end|>"], "prompts": [prompt], "labels": [None]}
+        from urllib.parse import quote
+
+        ok = openrlhf_post(f"{s.url}/get_reward?token={quote('s3cret/+&=', safe='')}", data)
+        assert ok.status_code == 200 and ok.json()["rewards"] == [3.5]
+        for url in (f"{s.url}/get_reward", f"{s.url}/get_reward?token=wrong", f"{s.url}/get_reward?token=",
+                    f"{s.url}/get_reward?tok=s3cret"):
+            denied = openrlhf_post(url, data)
+            assert denied.status_code == 401 and "s3cret" not in denied.text
+        # the header still works, and /score takes the URL token too
+        assert httpx.post(s.url + "/get_reward", json=data, headers={"Authorization": "Bearer s3cret/+&="}).status_code == 200
+        r = httpx.post(f"{s.url}/score?token={quote('s3cret/+&=', safe='')}",
+                       json={"items": [{"prompt": "q", "response": "a b"}]})
+        assert r.status_code == 200
+    finally:
+        s.stop()
+
+
+def test_authorized_compares_header_and_url():
+    from salmon.serve import authorized
+
+    assert authorized({"authorization": "Bearer t0k"}, "", "t0k")
+    assert authorized({}, "a=1&token=t0k", "t0k")
+    assert not authorized({"authorization": "Bearer t0"}, "token=t0", "t0k")
+    assert not authorized({"authorization": "t0k"}, "", "t0k")  # the Bearer scheme is required
+    assert not authorized({}, "token=", "t0k") and not authorized({}, "", "t0k")
+
+
+TALK = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "My cat is Pepper."},
+        {"role": "assistant", "content": "Nice name."}, {"role": "user", "content": "What is my cat called?"}]
+
+
+LLAMA3_STYLE = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+                "{{ m['content'] | trim }}<|eot_id|>{% endfor %}"
+                "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
+
+
+@pytest.mark.parametrize("template", ["chatml", "plain", "llama3"])
+def test_chat_formatted_prompts_parse_back_into_turns(template):
+    from transformers import AutoTokenizer
+
+    from salmon.chat import render_chat, user_prompt
+    from salmon.models import builtin_tokenizer_dir
+    from salmon.serve import parse_chat, split_query
+
+    tok = AutoTokenizer.from_pretrained(builtin_tokenizer_dir())  # SmolLM2's: ChatML
+    if template == "plain":
+        tok.chat_template = None
+    elif template == "llama3":  # header tokens as special tokens, as in Llama 3's tokenizer
+        tok.add_special_tokens({"additional_special_tokens": [
+            "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|begin_of_text|>"]})
+        tok.bos_token, tok.chat_template = "<|begin_of_text|>", LLAMA3_STYLE
+    markers = ChatMarkers.from_tokenizer(tok)
+    text = render_chat(tok, TALK)
+    assert parse_chat(text, markers) == TALK
+    # without a system turn (SmolLM2's template then adds its default one, kept as a system turn)
+    assert parse_chat(render_chat(tok, TALK[1:]), markers)[-3:] == TALK[1:]
+    prompt, response = split_query(text + "Pepper.<|im_end|>", text, markers)
+    assert prompt == TALK and response == "Pepper."
+    single = parse_chat(user_prompt(tok, "Hi there"), markers)
+    assert single == "Hi there" or single[-1] == {"role": "user", "content": "Hi there"}
+    assert parse_chat("no markers at all", markers) == "no markers at all"
+
+
+def test_whole_conversation_reaches_the_scorer_and_truncation_is_logged(markers):
+    from salmon.chat import render_chat
+
+    seen = []
+
+    def scorer(prompts, responses, principles):
+        seen.extend(prompts)
+        return [0.0] * len(prompts)
+
+    def truncation(prompt, response, principles):
+        return {"truncated_turns": 2} if isinstance(prompt, list) and len(prompt) > 2 else {}
+
+    s = Server(create_app(scorer, ServeConfig(), markers[0], ["p"], truncation=truncation))
+    try:
+        text = render_chat(markers[1], TALK)
+        r = httpx.post(s.url + "/get_reward", json={"query": [text + "Pepper."], "prompts": [text]})
+        assert r.status_code == 200, r.text
+        assert seen == [TALK]
+        logs = r.json()["extra_logs"]
+        assert logs["rm_turns"] == [4.0] and logs["rm_truncated_turns"] == [2.0] and logs["rm_truncated_texts"] == [0.0]
+        r = httpx.post(s.url + "/score", json={"items": [{"prompt": TALK, "response": "Pepper."}]})
+        assert r.status_code == 200 and seen[-1] == TALK
+        bad = httpx.post(s.url + "/score", json={"items": [{"prompt": TALK[:3], "response": "x"}]})
+        assert bad.status_code == 400 and "last message must be a user turn" in bad.json()["error"]
+    finally:
+        s.stop()

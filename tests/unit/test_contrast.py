@@ -86,3 +86,13 @@ def test_run_switch_adds_the_contrast_stage_and_wires_aggregate(tmp_path):
     cfg.write_text("run: {model: tiny}\n")
     _, _, configs = plan(str(cfg), str(tmp_path / "run2"))
     assert "contrast" not in configs and configs["aggregate"].contrast is None
+
+
+def test_steering_a_conversation_appends_to_its_last_user_turn_only():
+    from salmon.contrast import steered
+
+    conv = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Tea facts?"}]
+    out = steered(conv, "Use a numbered list.")
+    assert out[:3] == conv[:3] and out[3] == {"role": "user", "content": "Tea facts?\n\nUse a numbered list."}
+    assert conv[3]["content"] == "Tea facts?" and steered("Tea?", "Be brief.") == "Tea?\n\nBe brief."

@@ -170,3 +170,18 @@ def test_verify_alone_needs_no_judgments(tmp_path):
     assert set(load_from_disk(str(out / "dataset"))["label_source"]) == {"verify"}
     with pytest.raises(SalmonError, match="no judgments"):
         aggregate(_cfg(tmp_path, pp, jp, out="j"))
+
+
+def test_conversation_prompts_are_checked_on_their_last_user_turn():
+    from salmon.label_sources import cross_pairs
+
+    es = "¿Cuál es la capital de Francia y por qué es tan famosa en todo el mundo?"
+    conv = [{"role": "user", "content": "Hello there, how are you doing today my friend?"},
+            {"role": "assistant", "content": "Fine."}, {"role": "user", "content": es}]
+    pair = {"id": "c", "prompt": conv, "response_a": "La capital de Francia es París, famosa por sus museos y su arte.",
+            "response_b": "The capital of France is Paris, famous for its museums and its art."}
+    assert differing(pair, TRAIN)["User language"][0][1] == 1
+    pr = {"name": "n", "definition": "d", "negation": "e"}
+    rows = [{"id": "1", "prompt": conv, "response_a": "A", "response_b": "B", "principle": pr},
+            {"id": "2", "prompt": conv, "response_a": "C", "response_b": "D", "principle": pr}]
+    assert all(p["prompt"] == conv for p in cross_pairs(rows)) and len(cross_pairs(rows)) == 4

@@ -24,3 +24,24 @@ def test_bad_question_file(tmp_path):
     f.write_text(json.dumps({"question_id": 1, "turns": []}) + "\n")
     with pytest.raises(SalmonError, match=":1: expected an MT-Bench question"):
         read_questions(f)
+
+
+def test_second_turn_is_asked_with_the_models_own_first_answer(tiny_model, tmp_path):
+    """Black-box: the second answer equals greedy decoding of [turn 1, own answer 1, turn 2]."""
+    from salmon.chat import render_chat
+    from salmon.generate import sample_batch
+    from salmon.models import load_causal_lm, load_tokenizer
+    from salmon.mtbench import turn_items
+
+    q = tmp_path / "q.jsonl"
+    turns = ["Write one line about the sea.", "Now make that line rhyme."]
+    q.write_text(json.dumps({"question_id": 7, "turns": turns}) + "\n")
+    out = write_mt_bench_answers(str(tiny_model), q, tmp_path / "a.jsonl", "tiny", max_new_tokens=5)
+    a1, a2 = read_jsonl(out)[0]["choices"][0]["turns"]
+    tok, model = load_tokenizer(str(tiny_model)), load_causal_lm(str(tiny_model))
+    history = [{"role": "user", "content": turns[0]}, {"role": "assistant", "content": a1},
+               {"role": "user", "content": turns[1]}]
+    expected = sample_batch(model, tok, [render_chat(tok, history)], n=1, max_new_tokens=5, temperature=0.0)
+    assert a2 == expected[0][0]["text"]
+    items = turn_items(turns, [a1, a2])
+    assert items[1] == (history, a2) and items[0] == ([history[0]], a1)

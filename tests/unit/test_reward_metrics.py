@@ -63,3 +63,21 @@ def test_heldout_split_keeps_every_pass_of_a_pair_together():
     assert 0 < len({ids[i] for i in held}) < 25
     assert heldout_fraction_of("pair1") == heldout_fraction_of("pair1")
     assert split_by_pair_id(ids, 0.0)[1] == []
+
+
+def test_rm_metrics_carry_bootstrap_intervals():
+    right = {"rc": 2.0, "rr": 1.0, "rc_neg": 0.0, "rr_neg": 1.0, "chosen": "a b c", "rejected": "d",
+             "split": "train_principle", "principle": "P"}  # right, flipped, chosen is longer
+    m = rm_metrics([dict(right) for _ in range(6)])
+    # every pair agrees, so each interval collapses onto its value
+    for key in ("accuracy", "flip_rate", "negation_accuracy", "both", "longer_wins"):
+        assert m[f"{key}_ci_low"] == m[f"{key}_ci_high"] == m[key] == 1.0
+    assert m["accuracy_minus_longer_wins"] == 0.0 and m["accuracy_minus_longer_wins_ci_high"] == 0.0
+    assert m["by_split"]["train_principle"]["accuracy_ci_low"] == 1.0
+    assert "accuracy_ci_low" not in m["by_principle"]["P"]  # per principle: too few pairs for intervals
+    wrong = {**right, "rc": 0.0}
+    m = rm_metrics([dict(right), dict(wrong)] * 10)
+    assert m["accuracy"] == 0.5 and m["accuracy_ci_low"] < 0.5 < m["accuracy_ci_high"]
+    assert rm_metrics([dict(right), dict(wrong)] * 10) == m  # seeded
+    lo, hi = 100 * m["accuracy_ci_low"], 100 * m["accuracy_ci_high"]
+    assert f" 50.0% [{lo:.1f}, {hi:.1f}]" in format_table(m, None)

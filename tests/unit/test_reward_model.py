@@ -164,7 +164,10 @@ def test_make_reward_fn_reads_strings_and_conversations(rm):
     conv_prompts = [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Q?"}],
                     [{"role": "user", "content": "Name a fruit."}]]
     conv_completions = [[{"role": "assistant", "content": "A."}], [{"role": "assistant", "content": "Apple."}]]
-    assert fn(conv_prompts, conv_completions, principles=principles) == pytest.approx(expected)
+    # the whole conversation is scored, its system turn included (not only the last user turn)
+    with_system = rm.score([conv_prompts[0], "Name a fruit."], ["A.", "Apple."], principles)
+    assert fn(conv_prompts, conv_completions, principles=principles) == pytest.approx(with_system)
+    assert with_system[0] != pytest.approx(expected[0]) and with_system[1] == pytest.approx(expected[1])
     # one string instead of a list, extra TRL keyword arguments ignored
     assert fn(["Q?"], ["A."], principles=["The response is short."], trainer_state=None) == pytest.approx(
         expected[:1])

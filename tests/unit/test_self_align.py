@@ -250,6 +250,23 @@ def test_template_without_system_role_gets_header_in_first_user_turn(tiny_model)
     assert text.endswith("<user>What is 2+2?<assistant>")
 
 
+def test_conversation_follows_the_exemplars_and_its_system_joins_the_header(tiny_model):
+    from salmon.models import load_tokenizer
+    from salmon.principles import load_principles
+    from salmon.self_align import render_prompt
+
+    tok = load_tokenizer(str(tiny_model))
+    tok.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+                         "{% if add_generation_prompt %}<assistant>{% endif %}")
+    context = context_messages(load_principles("self_align_rules"), load_exemplars("self_align", False)[:1], False)
+    talk = [{"role": "system", "content": "Reply in French."}, {"role": "user", "content": "I have two cats."},
+            {"role": "assistant", "content": "Lovely."}, {"role": "user", "content": "How many cats do I have?"}]
+    text = render_prompt(tok, context, talk)
+    assert text.startswith("<system>" + context[0]["content"] + "\n\nReply in French.<user>")
+    assert text.endswith("<user>I have two cats.<assistant>Lovely.<user>How many cats do I have?<assistant>")
+    assert text.count("<system>") == 1
+
+
 def test_prompt_language_when_the_prompt_set_has_none():
     from salmon.self_align import prompt_language
 

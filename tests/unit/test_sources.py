@@ -9,7 +9,7 @@ from salmon.sources import load_prompts
 def test_builtin_sets():
     b = load_prompts("builtin")
     assert len(b) == 200 and {p["type"] for p in b} == {"general", "reasoning", "redteam"}
-    assert len(load_prompts("eval")) == 40 and len(load_prompts("redteam")) == 30
+    assert len(load_prompts("eval")) == 110 and len(load_prompts("redteam")) == 60
     assert not {p["prompt"] for p in b} & {p["prompt"] for p in load_prompts("eval")}
 
 

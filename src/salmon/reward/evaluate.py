@@ -17,7 +17,9 @@ Each response is scored under the stated principle alone and under its negation
 - accuracy and flip rate per `split` (heldout_principle = never seen in RM training)
   and per principle;
 - length bias: Pearson correlation of reward with response length in words;
-- the "longer response wins" baseline on the same pairs.
+- the "longer response wins" baseline on the same pairs;
+- a 95% bootstrap interval over pairs for every rate (`<metric>_ci_low`, `_ci_high`,
+  salmon/stats.py) and the paired gap `accuracy_minus_longer_wins`.
 With `--judge-model M`, the raw self-judge (`salmon eval-judge`, both orders, mean) is
 run on the same file and shown beside the reward model (`out/judge.json`).
 Writes `out/metrics.json`, per-pair rewards `out/scores.jsonl`, and prints a table.
@@ -34,11 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from salmon.config import opt
+from salmon.conversation import parse_prompt
 from salmon.errors import SalmonError
 from salmon.jsonl import atomic_write_text, iter_jsonl, write_jsonl
 from salmon.principles import Principle
 from salmon.progress import info, progress_bar
 from salmon.stage import StageFiles
+from salmon.stats import diff_estimate, estimate
 
 
 @dataclass
@@ -57,11 +61,16 @@ class EvalRMConfig:
 
 # ---- metrics (pure) -------------------------------------------------------------------
 
-def pairwise_accuracy(first: list[float], second: list[float]) -> float:
-    """Share of pairs where first > second; ties count half."""
+def pairwise_outcomes(first: list[float], second: list[float]) -> list[float]:
+    """Per pair: 1 when first > second, 0.5 on a tie, else 0."""
     if not first or len(first) != len(second):
         raise ValueError("pairwise_accuracy needs two equal, non-empty lists")
-    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(first, second, strict=True)) / len(first)
+    return [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(first, second, strict=True)]
+
+
+def pairwise_accuracy(first: list[float], second: list[float]) -> float:
+    """Share of pairs where first > second; ties count half."""
+    return sum(pairwise_outcomes(first, second)) / len(first)
 
 
 def pearson(x: list[float], y: list[float]) -> float | None:
@@ -85,23 +94,37 @@ def word_count(text: str) -> int:
 def flip_rate(stated: list[float], negated: list[float]) -> float:
     """Share of pairs whose preference changes sign between the principle and its negation
     (margins chosen - rejected under each; a zero margin is no preference, so no flip)."""
+    return sum(flip_outcomes(stated, negated)) / len(stated)
+
+
+def flip_outcomes(stated: list[float], negated: list[float]) -> list[float]:
+    """Per pair: 1 when the margin changes sign between principle and negation, else 0."""
     if not stated or len(stated) != len(negated):
         raise ValueError("flip_rate needs two equal, non-empty lists")
-    return sum(a * b < 0 for a, b in zip(stated, negated, strict=True)) / len(stated)
+    return [float(a * b < 0) for a, b in zip(stated, negated, strict=True)]
 
 
-def rm_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def rm_metrics(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
     """Metrics from per-pair rewards: rows with rc, rr (stated principle), rc_neg, rr_neg,
-    chosen, rejected, split, principle."""
-    def block(sub: list[dict[str, Any]]) -> dict[str, Any]:
+    chosen, rejected, split, principle. Overall and per split, every rate also gets a 95%
+    bootstrap interval over pairs (`<metric>_ci_low`, `<metric>_ci_high`, seeded), and
+    `accuracy_minus_longer_wins` is the paired gap to the length baseline."""
+    def block(sub: list[dict[str, Any]], intervals: bool = True) -> dict[str, Any]:
         words_c, words_r = [word_count(r["chosen"]) for r in sub], [word_count(r["rejected"]) for r in sub]
-        return {"n": len(sub),
-                "accuracy": pairwise_accuracy([r["rc"] for r in sub], [r["rr"] for r in sub]),
-                "flip_rate": flip_rate([r["rc"] - r["rr"] for r in sub], [r["rc_neg"] - r["rr_neg"] for r in sub]),
-                "negation_accuracy": pairwise_accuracy([r["rr_neg"] for r in sub], [r["rc_neg"] for r in sub]),
-                "both": sum((r["rc"] > r["rr"]) and (r["rr_neg"] > r["rc_neg"]) for r in sub) / len(sub),
-                "longer_wins": pairwise_accuracy(words_c, words_r),
-                "longer_wins_negation": pairwise_accuracy(words_r, words_c)}
+        per_pair = {
+            "accuracy": pairwise_outcomes([r["rc"] for r in sub], [r["rr"] for r in sub]),
+            "flip_rate": flip_outcomes([r["rc"] - r["rr"] for r in sub], [r["rc_neg"] - r["rr_neg"] for r in sub]),
+            "negation_accuracy": pairwise_outcomes([r["rr_neg"] for r in sub], [r["rc_neg"] for r in sub]),
+            "both": [float((r["rc"] > r["rr"]) and (r["rr_neg"] > r["rc_neg"])) for r in sub],
+            "longer_wins": pairwise_outcomes(words_c, words_r),
+            "longer_wins_negation": pairwise_outcomes(words_r, words_c)}
+        out: dict[str, Any] = {"n": len(sub), **{k: sum(v) / len(sub) for k, v in per_pair.items()}}
+        if intervals:  # 95% bootstrap over pairs; keys <metric>_ci_low / _ci_high
+            for k, v in per_pair.items():
+                out.update(estimate(v, k, seed=seed))
+            out.update(diff_estimate(per_pair["longer_wins"], per_pair["accuracy"], "accuracy_minus_longer_wins",
+                                     paired=True, seed=seed))
+        return out
 
     out = block(rows)
     lengths = [word_count(r[side]) for r in rows for side in ("chosen", "rejected")]
@@ -111,7 +134,7 @@ def rm_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in rows:
             groups[r[field]].append(r)
-        out[key] = {k: block(v) for k, v in sorted(groups.items())}
+        out[key] = {k: block(v, key == "by_split") for k, v in sorted(groups.items())}
     return out
 
 
@@ -134,7 +157,9 @@ def read_labeled(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
     for lineno, rec in iter_jsonl(path):
         where = f"{path}:{lineno}"
         for key in ("prompt", "chosen", "rejected"):
-            if not isinstance(rec.get(key), str):
+            if key == "prompt" and isinstance(rec.get(key), list):
+                rec[key] = parse_prompt(rec[key], where)  # a conversation ending with a user turn
+            elif not isinstance(rec.get(key), str):
                 raise SalmonError(f"{where}: missing text field '{key}'")
         pr = rec.get("principle")
         if not isinstance(pr, dict) or not isinstance(pr.get("definition"), str) or not pr["definition"].strip():
@@ -194,6 +219,10 @@ def format_table(metrics: dict[str, Any], judge: dict[str, Any] | None) -> str:
     def pct(v: Any) -> str:
         return "-" if v is None else f"{100 * v:5.1f}%"
 
+    def ci(m: dict[str, Any], key: str) -> str:  # the rate with its 95% interval when present
+        lo, hi = m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
+        return pct(m[key]) + (f" [{100 * lo:.1f}, {100 * hi:.1f}]" if lo is not None and hi is not None else "")
+
     def num(v: Any) -> str:
         return "-" if v is None else f"{v:+.2f}"
 
@@ -206,10 +235,10 @@ def format_table(metrics: dict[str, Any], judge: dict[str, Any] | None) -> str:
     for split, m in [("all", metrics), *metrics["by_split"].items()]:
         js = j if split == "all" else (j.get("by_split") or {}).get(split, {})
         tag = "" if split == "all" else f" [{split}, n={m['n']}]"
-        rows += [(f"accuracy (stated principle){tag}", pct(m["accuracy"]), pct(m["longer_wins"]),
+        rows += [(f"accuracy (stated principle){tag}", ci(m, "accuracy"), ci(m, "longer_wins"),
                   judged(js, "accuracy")),
-                 (f"negation flip rate{tag}", pct(m["flip_rate"]), pct(0.0), judged(js, "flip_rate")),
-                 (f"accuracy under negation{tag}", pct(m["negation_accuracy"]), pct(m["longer_wins_negation"]),
+                 (f"negation flip rate{tag}", ci(m, "flip_rate"), pct(0.0), judged(js, "flip_rate")),
+                 (f"accuracy under negation{tag}", ci(m, "negation_accuracy"), ci(m, "longer_wins_negation"),
                   judged(js, "negation_accuracy"))]
     rows.append(("length bias (corr. with words)", num(metrics["length_corr"]), num(1.0),
                  num(j.get("length_corr")) if judge else ""))

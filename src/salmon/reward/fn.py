@@ -8,8 +8,10 @@ The callable has TRL's signature `(prompts, completions, **kwargs) -> list[float
 TRL passes every extra dataset column as a keyword argument holding one value per
 sample, so each sample's principle list is read from `kwargs[principles_column]`
 (a list of strings, or one string); samples without one use `default_principles`.
-Prompts and completions may be plain strings or conversational message lists: the
-prompt is the last user message, the completion the text of its assistant messages.
+Prompts and completions may be plain strings or conversational message lists: a
+conversational prompt is scored as the whole conversation (oldest turns dropped first
+when it does not fit the RM; counted in `rm.truncations`), the completion is the text
+of its assistant messages.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from salmon.conversation import parse_prompt
 from salmon.errors import SalmonError
 from salmon.reward.model import InstructableRewardModel
 
@@ -70,7 +73,7 @@ def make_reward_fn(rm: InstructableRewardModel | str | Path, principles_column: 
                               f"for {len(prompts)} samples")
         lists = [_principles_for(column[i] if column is not None else None, default_principles, i,
                                  principles_column) for i in range(len(prompts))]
-        rewards = rm.score([message_text(p, "user") for p in prompts],
+        rewards = rm.score([parse_prompt(p, f"reward function: prompt {i}") for i, p in enumerate(prompts)],
                            [message_text(c, "assistant") for c in completions], lists, batch_size=batch_size)
         return [(r - mean) / std for r in rewards]
 

@@ -24,6 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from salmon.conversation import Prompt
 from salmon.errors import SalmonError
 from salmon.padding import right_pad
 from salmon.reward.template import TEMPLATE, encode_rm_parts
@@ -90,6 +91,9 @@ class InstructableRewardModel:
         self.tokenizer = tokenizer
         self.meta = meta
         self.max_length = int(meta["max_length"])
+        # What `score` had to shorten so far: "truncated_turns" (conversation messages
+        # dropped, oldest first), "truncated_texts" (responses or last user turns cut).
+        self.truncations: dict[str, int] = {}
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", dtype: str = "auto",
@@ -139,13 +143,14 @@ class InstructableRewardModel:
         get_base = getattr(self.model, "get_base_model", None)
         return get_base() if get_base else self.model
 
-    def score(self, prompts: list[str], responses: list[str], principles: list[list[str]],
+    def score(self, prompts: list[Prompt], responses: list[str], principles: list[list[str]],
               batch_size: int = 8, share_prefix: bool = True) -> list[float]:
-        """One reward per (prompt, response, principle list)."""
+        """One reward per (prompt, response, principle list); a prompt is text or a
+        conversation (a list of chat messages ending with a user turn)."""
         if not len(prompts) == len(responses) == len(principles):
             raise SalmonError(f"score: got {len(prompts)} prompts, {len(responses)} responses and "
                               f"{len(principles)} principle lists; they must match")
-        parts = [encode_rm_parts(self.tokenizer, p, r, ps, self.max_length)
+        parts = [encode_rm_parts(self.tokenizer, p, r, ps, self.max_length, self.truncations)
                  for p, r, ps in zip(prompts, responses, principles, strict=True)]
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, (prefix, _) in enumerate(parts):

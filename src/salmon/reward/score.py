@@ -4,7 +4,10 @@
 
 Input, one record per line: {"prompt": str, "response": str, "principles": [str, ...]}
 (each principle is free text: a definition sentence, optionally "Name: definition");
-other fields are kept. Output: the same records, in input order, with "reward" added.
+`prompt` may also be a conversation (a list of {"role", "content"} messages ending with
+a user turn): the RM reads every turn, dropping the oldest ones when the input is longer
+than its max_length (counted in the summary). Other fields are kept. Output: the same
+records, in input order, with "reward" added.
 
 Records are scored in chunks sorted so that identical (prompt, response) pairs sit
 together (their prefix is computed once for all their principle lists) and lengths are
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from salmon.config import opt
+from salmon.conversation import parse_prompt, prompt_chars, prompt_key
 from salmon.errors import SalmonError
 from salmon.jsonl import ResumableJsonlWriter, iter_jsonl, write_jsonl
 from salmon.progress import info, progress_bar
@@ -52,8 +56,11 @@ def read_items(path: str) -> list[tuple[int, dict[str, Any]]]:
         for key in ("prompt", "response"):
             if key not in rec:
                 raise SalmonError(f"{path}:{lineno}: missing field '{key}'")
-            if not isinstance(rec[key], str):
-                raise SalmonError(f"{path}:{lineno}: '{key}' must be text")
+        if not isinstance(rec["response"], str):
+            raise SalmonError(f"{path}:{lineno}: 'response' must be text")
+        if not isinstance(rec["prompt"], (str, list)):
+            raise SalmonError(f"{path}:{lineno}: 'prompt' must be text or a list of chat messages")
+        parse_prompt(rec["prompt"], f"{path}:{lineno}")
         if "principles" not in rec:
             raise SalmonError(f"{path}:{lineno}: missing field 'principles' (a list of principle texts)")
         if not isinstance(rec["principles"], list) or not rec["principles"]:
@@ -67,8 +74,8 @@ def read_items(path: str) -> list[tuple[int, dict[str, Any]]]:
 
 def _chunks(items: list[tuple[int, dict[str, Any]]], size: int) -> list[list[tuple[int, dict[str, Any]]]]:
     """Chunks of similar length with identical (prompt, response) pairs next to each other."""
-    order = sorted(items, key=lambda it: (len(it[1]["prompt"]) + len(it[1]["response"]),
-                                          it[1]["prompt"], it[1]["response"], it[0]))
+    order = sorted(items, key=lambda it: (prompt_chars(it[1]["prompt"]) + len(it[1]["response"]),
+                                          prompt_key(it[1]["prompt"]), it[1]["response"], it[0]))
     return [order[s:s + size] for s in range(0, len(order), size)]
 
 
@@ -111,7 +118,9 @@ def score(cfg: ScoreConfig) -> Path:
     rewards = [r["reward"] for r in out]
     files.write_summary({"records": len(out), "mean_reward": sum(rewards) / len(rewards),
                          "min_reward": min(rewards), "max_reward": max(rewards), "normalized": cfg.normalize,
-                         "scored_this_run": len(todo), "records_per_s": len(todo) / elapsed if elapsed > 0 else None})
+                         "scored_this_run": len(todo), "records_per_s": len(todo) / elapsed if elapsed > 0 else None,
+                         "truncated_turns_this_run": rm.truncations.get("truncated_turns", 0) if rm else 0,
+                         "truncated_texts_this_run": rm.truncations.get("truncated_texts", 0) if rm else 0})
     write_jsonl(files.out, out)
     writer.partial.unlink(missing_ok=True)
     info(f"wrote {len(out)} scored records to {files.out}")

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from salmon.chat import has_chat_template, stop_strings, user_prompt
+from salmon.conversation import Prompt, drop_oldest, last_user_text, with_last_user_text
 from salmon.padding import left_pad
 from salmon.principles import Principle, sample_principles
 from salmon.rl.models import Role, active
@@ -48,22 +49,28 @@ def draw_principles(principles: list[Principle], interventions: list[Principle],
     return drawn + [p for p in interventions if p.name not in names]
 
 
-def fit_prompt(tokenizer, text: str, budget: int, system: str | None = None) -> tuple[str, list[int], bool]:
-    """The prompt (cut at its end if needed) and its query ids, at most `budget` tokens.
+def fit_prompt(tokenizer, text: Prompt, budget: int, system: str | None = None) -> tuple[Prompt, list[int], bool]:
+    """The prompt (shortened if needed) and its query ids, at most `budget` tokens.
 
-    Returns (user text used, query token ids, whether it was cut)."""
+    A conversation first loses its oldest turns (`conversation.drop_oldest`); then the
+    text of the last user turn is cut at its end. Returns (prompt used, query token ids,
+    whether it was shortened)."""
     special = not has_chat_template(tokenizer)
 
-    def ids_of(t: str) -> list[int]:
+    def ids_of(t: Prompt) -> list[int]:
         return tokenizer(user_prompt(tokenizer, t, system), add_special_tokens=special)["input_ids"]
 
     ids = ids_of(text)
     if len(ids) <= budget:
         return text, ids, False
-    words = tokenizer(text, add_special_tokens=False)["input_ids"]
+    text, _ = drop_oldest(text, lambda t: len(ids_of(t)) <= budget)
+    ids = ids_of(text)
+    if len(ids) <= budget:
+        return text, ids, True
+    words = tokenizer(last_user_text(text), add_special_tokens=False)["input_ids"]
     keep = max(0, len(words) - (len(ids) - budget))
     while True:
-        cut = tokenizer.decode(words[:keep], skip_special_tokens=True)
+        cut = with_last_user_text(text, tokenizer.decode(words[:keep], skip_special_tokens=True))
         ids = ids_of(cut)
         if len(ids) <= budget or keep == 0:
             return cut, ids[-budget:], True
@@ -142,7 +149,7 @@ class PromptPool:
     """The prompt set, fitted to the query budget once up front."""
 
     prompts: list[dict[str, Any]]
-    texts: list[str]
+    texts: list[Prompt]  # the prompts as fitted: text, or a conversation
     queries: list[list[int]]
     truncated: list[bool]
 

@@ -59,6 +59,7 @@ def build_dataset(cfg, tokenizer, rows_needed: int):
     """Rows {prompt (chat messages), principles (definitions), principle_names, type, id}."""
     from datasets import Dataset
 
+    from salmon.chat import prompt_messages
     from salmon.rl.ppo import load_principle_sets
     from salmon.rl.rollout import PromptPool, draw_principles
     from salmon.sources import load_prompts
@@ -72,9 +73,8 @@ def build_dataset(cfg, tokenizer, rows_needed: int):
         for i, p in enumerate(pool.prompts):
             drawn = draw_principles(principles, interventions, cfg.max_principles, p["type"], cfg.type_boost,
                                     cfg.seed, rep, i)
-            messages = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
             rows.append({"id": p["id"], "type": p["type"],
-                         "prompt": messages + [{"role": "user", "content": pool.texts[i]}],
+                         "prompt": prompt_messages(pool.texts[i], cfg.system_prompt),
                          "principles": [q.definition for q in drawn],
                          "principle_names": [q.name for q in drawn]})
     return Dataset.from_list(rows), sum(pool.truncated)
