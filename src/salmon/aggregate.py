@@ -22,13 +22,15 @@ the one the judge feels most strongly about:
    `drop_wrong_language` drops pairs with both responses in the wrong language;
 5. repeat for `passes` passes with fresh draws; optional label noise (`label_noise` for
    judge labels, `rule_label_noise` for rule labels).
+6. other label sources (verifiable principles, principle-contrast pairs) are mixed in by
+   `--source-shares` (salmon.label_sources); every example records its `label_source`.
 
 Draws come from `numpy.random.default_rng([seed, pass, pair index])`, so each example is
 reproducible on its own. Output (the dataset first, summary.json last as the finished mark):
     rm_data/dataset/   datasets.Dataset.save_to_disk, columns pair_id, prompt, chosen,
                        rejected, principles (shown texts), dominant_principle, rule, pass,
-                       label_source ("judge" | "rule"); `prompt` is text, or, when any
-                       pair's prompt is a conversation, every prompt as a message list
+                       label_source ("judge" | "rule" | "verify" | "contrast"); `prompt` is text, or,
+                       when any pair's prompt is a conversation, every prompt as a message list
                        (TRL's conversational format; a text prompt is one user message)
     rm_data/config.yaml, rm_data/summary.json (label yield, who decided, consistency)
 """
@@ -49,6 +51,7 @@ from salmon.config import opt
 from salmon.conversation import as_messages, is_conversation, last_user_text, parse_prompt
 from salmon.errors import SalmonError
 from salmon.jsonl import iter_jsonl
+from salmon.label_sources import LabelSourcesConfig, add_label_sources, parse_shares
 from salmon.principles import Principle, load_principles, parse_principle
 from salmon.progress import info
 from salmon.rules import RULES, apply_rules, both_wrong_language
@@ -56,7 +59,7 @@ from salmon.stage import StageFiles
 
 
 @dataclass
-class AggregateConfig:
+class AggregateConfig(LabelSourcesConfig):
     pairs: str = opt("pairs.jsonl", "Pairs JSONL written by `salmon pairs` (the file the judge read)")
     judgments: str = opt("judgments.jsonl", "Judgments JSONL written by `salmon judge`")
     principles: str = opt("judge", "Principle file the judge used (path or built-in name)")
@@ -105,6 +108,7 @@ class AggregateConfig:
         unknown = [r for r in self.rules if r not in RULES]
         if unknown:
             raise SalmonError(f"--rules: unknown rule '{unknown[0]}' (known: {', '.join(RULES)})")
+        self.validate_sources()
 
 
 # --- pure maths ----------------------------------------------------------------------
@@ -394,6 +398,8 @@ def _report(s: dict[str, Any]) -> None:
     info(f"decided by principle: {shares or 'none'}")
     rules = ", ".join(f"{k} {v:.1%}" for k, v in s["decided_by_rule"].items())
     info(f"decided by rule: {rules or 'none'} (pairs where a rule fired: {s['rule_fired_pairs'] or 'none'})")
+    info("label sources: " + ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in s["label_sources"].items())
+         + f"; {s['source_counts'] or ''}")
     info("consistency rate: " + ", ".join(f"{k} {v:.0%}" for k, v in s["consistency_rate"].items()))
 
 
@@ -437,14 +443,16 @@ def aggregate(cfg: AggregateConfig) -> Path:
     principles = load_principles(cfg.principles)
     pairs = read_pairs(cfg.pairs)
     judged, principles_of = read_judgments(cfg.judgments, pairs, principles, cfg.pairs)
-    if not judged:
+    if not judged and "judge" in parse_shares(cfg.source_shares):  # other sources need no judge
         raise SalmonError(f"{cfg.judgments}: no judgments; run `salmon judge` on {cfg.pairs} first")
     if files.begin(cfg):
         return files.out
     table, scales, consistency = score_table(pairs, judged, principles_of, cfg.consistency, cfg.normalize,
                                              cfg.scale)
     examples, counts = build_examples(table, cfg)
+    examples, source_counts, sources = add_label_sources(examples, list(pairs.values()), cfg)
     summary = summarize(examples, counts, len(pairs), len(table), cfg, scales, consistency)
+    summary.update(label_sources=sources, source_counts=dict(source_counts))
     if not examples:
         raise SalmonError(f"{cfg.judgments}: no training examples left after filtering (skipped {summary['skipped']}); "
                           "try --consistency mean, or judge more pairs")

@@ -42,6 +42,8 @@ class RunConfig:
     prompts: str = opt("builtin", "Training prompts for generation and RL")
     judge_principles: str = opt("judge", "Principles for the self-judge and RM training")
     rl_principles: str = opt("rl", "Principles sampled at RL time")
+    exact_labels: bool = opt(False, "Add exact labels: run `salmon contrast` and mix self-judge, verifiable and "
+                                    "contrast labels in aggregate (shares: aggregate.source_shares)")
     progress: bool = opt(True, "Show progress bars", resume_safe=True)
 
 
@@ -56,8 +58,12 @@ def _wiring(run: RunConfig, d: Path) -> dict[str, dict[str, Any]]:
         "pairs": {"responses": str(d / "generate" / "responses.jsonl"), "out": str(d / "pairs" / "pairs.jsonl")},
         "judge": {"model": policy, "pairs": str(d / "pairs" / "pairs.jsonl"),
                   "principles": run.judge_principles, "out": str(d / "judge" / "judgments.jsonl")},
+        "contrast": {"model": policy, "prompts": run.prompts, "judge_principles": run.judge_principles,
+                     "out": str(d / "contrast"), "seed": run.seed},
         "aggregate": {"pairs": str(d / "pairs" / "pairs.jsonl"), "judgments": str(d / "judge" / "judgments.jsonl"),
-                      "principles": run.judge_principles, "out": str(d / "aggregate"), "seed": run.seed},
+                      "principles": run.judge_principles, "out": str(d / "aggregate"), "seed": run.seed,
+                      **({"contrast": str(d / "contrast" / "contrast.jsonl"),
+                          "source_shares": ["judge=1", "verify=1", "contrast=1"]} if run.exact_labels else {})},
         "train_rm": {"model": run.model, "data": str(d / "aggregate"), "out": str(d / "train_rm"), "seed": run.seed},
         "rl": {"policy": policy, "rm": str(d / "train_rm"), "prompts": run.prompts,
                "principles": run.rl_principles, "out": str(d / "rl"), "seed": run.seed},
@@ -70,7 +76,7 @@ def _wiring(run: RunConfig, d: Path) -> dict[str, dict[str, Any]]:
 def _inputs(stage: str, wiring: dict[str, Any]) -> list[str]:
     """What a stage reads; a change in any of them makes its manifest stale."""
     keys = ("model", "data", "responses", "pairs", "judgments", "policy", "rm", "policy_before",
-            "policy_after", "prompts", "principles")
+            "policy_after", "prompts", "principles", "contrast")
     found = [str(wiring[k]) for k in keys if k in wiring]
     if stage == "report":  # the report reads the other stages' folders
         found += [str(Path(wiring["run_dir"]) / s) for s in ("aggregate", "train_rm", "rl", "evaluate")]
@@ -141,7 +147,7 @@ def plan(config: str | None = None, out: str | None = None, from_stage: str | No
     wiring = _wiring(run, Path(run.out))
     configs = {}
     for s in STAGE_ORDER:
-        if s in OPTIONAL and not run.self_align:
+        if s in OPTIONAL and not getattr(run, OPTIONAL[s]):
             continue
         section = sections.get(s) or {}
         if not isinstance(section, dict):

@@ -49,6 +49,9 @@ STAGES: dict[str, Stage] = {
     "judge": Stage("salmon.judge", "JudgeConfig", "judge", (), _help(
         "Ask the model which response of each pair better follows each principle.",
         "salmon judge --model default --pairs pairs.jsonl --principles judge --out judgments.jsonl")),
+    "contrast": Stage("salmon.contrast", "ContrastConfig", "contrast", (), _help(
+        "Principle-contrast pairs: one answer steered towards a principle and one away from it, labelled exactly.",
+        "salmon contrast --model default --prompts builtin --out contrast/")),
     "eval-judge": Stage("salmon.judge_eval", "EvalJudgeConfig", "eval_judge", (), _help(
         "Measure how often the judge agrees with labelled preferences.",
         "salmon eval-judge --model default --labeled judge_dev --out judge_eval.json")),
@@ -107,9 +110,9 @@ BENCHES: dict[str, Stage] = {
 }
 
 # `salmon run`: pipeline stage (its folder in the run) in order, and its command name
-STAGE_ORDER = ["self_align", "sft", "generate", "pairs", "judge", "aggregate", "train_rm", "rl",
+STAGE_ORDER = ["self_align", "sft", "generate", "pairs", "judge", "contrast", "aggregate", "train_rm", "rl",
                "evaluate", "report"]
-OPTIONAL = {"self_align", "sft"}
+OPTIONAL = {"self_align": "self_align", "sft": "self_align", "contrast": "exact_labels"}  # stage -> RunConfig switch
 _COMMAND_OF = {"evaluate": "eval"}
 
 

@@ -9,7 +9,8 @@ from html.parser import HTMLParser
 
 from tests.conftest import REPO
 
-STAGES = ["self_align", "sft", "generate", "pairs", "judge", "aggregate", "train_rm", "rl", "evaluate", "report"]
+STAGES = ["self_align", "sft", "generate", "pairs", "judge", "contrast", "aggregate", "train_rm", "rl", "evaluate",
+          "report"]
 
 
 def _run(out, *extra):

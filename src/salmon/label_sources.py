@@ -1,0 +1,292 @@
+"""Label sources for `salmon aggregate`: where a preference label comes from.
+
+Every training example records its `label_source`:
+- `judge` (and `rule`): the self-judge's scores, overridden by a symbolic rule where one
+  fires (salmon.aggregate);
+- `verify`: exact labels from verifiable principles (salmon.verify) on any pair of
+  responses: for a principle whose checker gives the two responses different verdicts,
+  the one that satisfies it wins under P and loses under not-P;
+- `contrast`: pairs from `salmon contrast`: one response sampled with a user-turn
+  instruction towards P, one towards not-P (or a refusal and a compliant answer to a
+  red-team prompt under Harmless); the label is recorded against the principle, and
+  the instruction never reaches the example (the prompt is the user's own).
+
+Principles shown per `verify` example: a deciding principle is drawn uniformly from those
+whose verdicts differ on the pair (one per family; `verify_per_pair` different families per
+pair and pass), its negation with `negation_prob`; then up to `verify_max_principles - 1`
+more are drawn the same way from the other differing families and shown only if their
+signed verdict agrees with the decider's, so every principle shown implies the label
+(no principle is shown whose verdict on the pair is unknown or opposite).
+`contrast` examples show their one principle (negated with `negation_prob`).
+
+Pairs with an empty side are dropped and counted; a response cut off by the token limit
+keeps a checker's verdict only where more text could not change it (see salmon.verify),
+and a contrast pair whose checker does not confirm the intended direction is dropped and
+counted under `contrast_filter: checked`. Mixing (`source_shares`, `max_examples`): see
+`allocate`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from salmon.config import opt
+from salmon.conversation import last_user_text, parse_prompt, prompt_key
+from salmon.errors import SalmonError
+from salmon.jsonl import iter_jsonl
+from salmon.principles import Principle
+from salmon.verify import Verifiable, load_verifiable, verdicts_differ
+
+SOURCES = ("judge", "verify", "contrast")
+FILTERS = ("checked", "all")
+
+
+@dataclass
+class LabelSourcesConfig:
+    """Fields `salmon aggregate` adds for label sources (defaults: the self-judge alone)."""
+    source_shares: list[str] = opt(["judge=1"], "Label sources and their shares of the examples, name=share "
+                                                "(judge, verify, contrast); a missing source is off")
+    max_examples: int | None = opt(None, "Cap on examples over all sources, split by the shares "
+                                         "(none: every example each enabled source yields)")
+    contrast: str | None = opt(None, "Contrast pairs JSONL written by `salmon contrast` (contrast source; "
+                                     "its pairs also feed the verify source)")
+    contrast_filter: str = opt("checked", "checked: drop contrast pairs a checker contradicts or cannot "
+                                          "confirm, where the principle has one; all: keep every pair")
+    verify_principles: str | None = opt(None, "Verifiable principle families YAML (default: built-in)")
+    verify_families: list[str] = opt([], "Use only these verifiable families (default: all)")
+    verify_per_pair: int = opt(2, "Deciding verifiable principles (different families) per pair and pass")
+    verify_max_principles: int = opt(2, "Most principles shown in one verify example")
+
+    def validate_sources(self) -> None:
+        parse_shares(self.source_shares)
+        if self.contrast_filter not in FILTERS:
+            raise SalmonError(f"--contrast-filter must be one of {', '.join(FILTERS)}, got {self.contrast_filter!r}")
+        if self.verify_per_pair < 1 or self.verify_max_principles < 1:
+            raise SalmonError("--verify-per-pair and --verify-max-principles must be at least 1")
+        if self.max_examples is not None and self.max_examples < 1:
+            raise SalmonError("--max-examples must be at least 1")
+        shares = parse_shares(self.source_shares)
+        if shares.get("contrast") and not self.contrast:
+            raise SalmonError("--source-shares names contrast but --contrast (a `salmon contrast` file) is not set")
+        if shares.get("verify"):  # a bad family file fails here, before anything is written
+            load_verifiable(self.verify_principles, "train", self.verify_families or None)
+
+
+def parse_shares(items: list[str]) -> dict[str, float]:
+    """["judge=1", "verify=2"] -> {"judge": 1.0, "verify": 2.0}; zero shares are dropped."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in SOURCES:
+            raise SalmonError(f"--source-shares: unknown source '{name}' (known: {', '.join(SOURCES)})")
+        try:
+            share = float(value) if value.strip() else 1.0
+        except ValueError:
+            raise SalmonError(f"--source-shares: '{item}' must be name=number") from None
+        if share < 0:
+            raise SalmonError(f"--source-shares: '{item}': a share must be >= 0")
+        if share > 0:
+            out[name] = share
+    if not out:
+        raise SalmonError("--source-shares: no source with a positive share")
+    return out
+
+
+def allocate(available: dict[str, int], shares: dict[str, float], total: int | None) -> dict[str, int]:
+    """How many examples to take from each source.
+
+    With no `total`, every example of every enabled source. Otherwise `total` (at most the
+    supply) split in proportion to the shares; a source that runs short gives its unused
+    quota to the others in proportion to their shares, until all is placed."""
+    enabled = {s: available.get(s, 0) for s in shares}
+    if total is None:
+        return enabled
+    left = min(total, sum(enabled.values()))
+    take = dict.fromkeys(enabled, 0)
+    while left > 0:
+        open_ = [s for s in enabled if take[s] < enabled[s]]
+        weight = sum(shares[s] for s in open_)
+        quota = {s: int(left * shares[s] / weight) for s in open_}
+        if not any(quota.values()):  # rounding: hand out the last few one by one, largest share first
+            quota[max(open_, key=lambda s: (shares[s], s))] = 1
+        for s in open_:
+            add = min(quota[s], enabled[s] - take[s])
+            take[s] += add
+            left -= add
+    return take
+
+
+# --- verify source -----------------------------------------------------------------
+
+def _example(pair: dict[str, Any], label: int, shown: list[Principle], source: str, pass_idx: int) -> dict[str, Any]:
+    a, b = pair["response_a"], pair["response_b"]
+    return {"pair_id": str(pair["id"]), "prompt": pair["prompt"], "chosen": a if label > 0 else b,
+            "rejected": b if label > 0 else a, "principles": [p.definition for p in shown],
+            "dominant_principle": shown[0].name, "rule": "", "pass": pass_idx, "label_source": source,
+            "_noise": False, "_rule_agrees": None}
+
+
+def _signed(v: Verifiable, d: int, negate: bool) -> tuple[Principle, int]:
+    return (v.principle.negated(), -d) if negate else (v.principle, d)
+
+
+def differing(pair: dict[str, Any], vps: list[Verifiable]) -> dict[str, list[tuple[Verifiable, int]]]:
+    """Per family, the principles whose verdicts differ on the pair (+1: a satisfies it)."""
+    out: dict[str, list[tuple[Verifiable, int]]] = {}
+    fa, fb = pair.get("finished_a", True) is not False, pair.get("finished_b", True) is not False
+    request = last_user_text(pair["prompt"])  # the turn being answered (a prompt may be a conversation)
+    for v in vps:
+        d = verdicts_differ(v, request, pair["response_a"], pair["response_b"], fa, fb)
+        if d:
+            out.setdefault(v.family, []).append((v, d))
+    return out
+
+
+def verify_pair_examples(pair: dict[str, Any], known: dict[str, list[tuple[Verifiable, int]]],
+                         rng: np.random.Generator, pass_idx: int, per_pair: int, max_shown: int,
+                         negation_prob: float) -> list[dict[str, Any]]:
+    """Examples for one pair and pass (see the module doc for which principles are shown)."""
+    families = list(known)
+    order = rng.permutation(len(families)).tolist()
+    out = []
+    for j in order[:per_pair]:
+        v, d = known[families[j]][int(rng.integers(len(known[families[j]])))]
+        principle, label = _signed(v, d, bool(rng.random() < negation_prob))
+        shown = [principle]
+        for k in order:
+            if len(shown) >= max_shown:
+                break
+            if k == j:
+                continue
+            w, dw = known[families[k]][int(rng.integers(len(known[families[k]])))]
+            p2, l2 = _signed(w, dw, bool(rng.random() < negation_prob))
+            if l2 == label:
+                shown.append(p2)
+        extra = shown[1:]
+        rng.shuffle(extra)  # the decider is named in dominant_principle; its position is not a cue
+        out.append(_example(pair, label, shown[:1] + extra, "verify", pass_idx))
+    return out
+
+
+def verify_examples(pairs: list[dict[str, Any]], vps: list[Verifiable], cfg: Any) -> tuple[list[dict[str, Any]], Counter]:
+    """The verify source over `pairs` (records with id, prompt, response_a/b, finished_a/b)."""
+    examples, counts = [], Counter()
+    for i, pair in enumerate(pairs):
+        if not pair["response_a"].strip() or not pair["response_b"].strip():
+            counts["verify_dropped:empty_side"] += 1
+            continue
+        truncated = pair.get("finished_a") is False or pair.get("finished_b") is False
+        known = differing(pair, vps)
+        if not known:
+            counts["verify_dropped:" + ("truncated_unknown" if truncated else "no_differing_principle")] += 1
+            continue
+        counts["verify_pairs_labelled"] += 1
+        counts["verify_pairs_labelled_truncated"] += truncated
+        for p in range(cfg.passes):
+            rng = np.random.default_rng([cfg.seed, 104_729, p, i])
+            examples += verify_pair_examples(pair, known, rng, p, cfg.verify_per_pair, cfg.verify_max_principles,
+                                             cfg.negation_prob)
+    return examples, counts
+
+
+# --- contrast source ---------------------------------------------------------------
+
+def read_contrast(path: str) -> list[dict[str, Any]]:
+    """Records of `salmon contrast`: prompt, response_a (steered towards P), response_b
+    (towards not-P), finished_a/b, principle {name, definition, negation}, checked."""
+    rows = []
+    for ln, rec in iter_jsonl(path):
+        for key in ("id", "response_a", "response_b"):
+            if not isinstance(rec.get(key), str):
+                raise SalmonError(f"{path}:{ln}: missing text field '{key}' (expected a `salmon contrast` record)")
+        rec["prompt"] = parse_prompt(rec.get("prompt"), f"{path}:{ln}")
+        pr = rec.get("principle")
+        if not isinstance(pr, dict) or not all(isinstance(pr.get(k), str) and pr[k] for k in ("name", "definition", "negation")):
+            raise SalmonError(f"{path}:{ln}: 'principle' must have name, definition and negation")
+        rows.append(rec)
+    return rows
+
+
+def contrast_examples(rows: list[dict[str, Any]], cfg: Any) -> tuple[list[dict[str, Any]], Counter]:
+    """The contrast source: response_a wins under the record's principle (see module doc)."""
+    examples, counts = [], Counter()
+    for i, rec in enumerate(rows):
+        if not rec["response_a"].strip() or not rec["response_b"].strip():
+            counts["contrast_dropped:empty_side"] += 1
+            continue
+        if cfg.contrast_filter == "checked" and rec.get("checked") is not True:
+            # None: a checker applies but cannot tell (e.g. cut off); False: the pair went the wrong way
+            if rec.get("checked") is False or rec.get("has_checker"):
+                counts["contrast_dropped:" + ("wrong_direction" if rec.get("checked") is False else "unconfirmed")] += 1
+                continue
+        pr = rec["principle"]
+        principle = Principle(pr["name"], pr["definition"], pr["negation"])
+        counts["contrast_pairs_used"] += 1
+        for p in range(cfg.passes):
+            rng = np.random.default_rng([cfg.seed, 130_363, p, i])
+            negate = bool(rng.random() < cfg.negation_prob)
+            examples.append(_example(rec, -1 if negate else 1, [principle.negated() if negate else principle],
+                                     "contrast", p))
+    return examples, counts
+
+
+def cross_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every other pair of distinct responses to one prompt among contrast records (the
+    steered pairs themselves are already there): more pairs for the verify source, no
+    more sampling. Ids are `x:<prompt>:<i>-<j>`."""
+    by_prompt: dict[str, list[tuple[str, bool]]] = {}
+    prompts: dict[str, Any] = {}
+    steered = set()
+    for r in rows:
+        key = prompt_key(r["prompt"])
+        prompts[key] = r["prompt"]
+        seen = by_prompt.setdefault(key, [])
+        for side in ("a", "b"):
+            item = (r[f"response_{side}"], r.get(f"finished_{side}", True) is not False)
+            if item[0].strip() and item[0] not in [t for t, _ in seen]:
+                seen.append(item)
+        steered.add((key, r["response_a"], r["response_b"]))
+    out = []
+    for n, (key, items) in enumerate(by_prompt.items()):
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                (a, fa), (b, fb) = items[i], items[j]
+                if (key, a, b) not in steered and (key, b, a) not in steered:
+                    out.append({"id": f"x:{n}:{i}-{j}", "prompt": prompts[key], "response_a": a, "response_b": b,
+                                "finished_a": fa, "finished_b": fb})
+    return out
+
+
+# --- the hook ----------------------------------------------------------------------
+
+def add_label_sources(judge_examples: list[dict[str, Any]], pairs: list[dict[str, Any]], cfg: Any
+                      ) -> tuple[list[dict[str, Any]], Counter, dict[str, Any]]:
+    """All enabled sources' examples, mixed by `cfg.source_shares`; the counts of what each
+    source dropped; and a summary {source: {available, used}}."""
+    shares = parse_shares(cfg.source_shares)
+    by_source: dict[str, list[dict[str, Any]]] = {"judge": judge_examples}
+    counts: Counter = Counter()
+    contrast_rows = read_contrast(cfg.contrast) if cfg.contrast else []
+    if "verify" in shares:
+        vps = load_verifiable(cfg.verify_principles, "train", cfg.verify_families or None)
+        by_source["verify"], c = verify_examples(pairs + contrast_rows + cross_pairs(contrast_rows), vps, cfg)
+        counts.update(c)
+    if "contrast" in shares:
+        by_source["contrast"], c = contrast_examples(contrast_rows, cfg)
+        counts.update(c)
+    take = allocate({s: len(v) for s, v in by_source.items()}, shares, cfg.max_examples)
+    rng = np.random.default_rng([cfg.seed, 15_485_863])
+    mixed = []
+    for s in SOURCES:
+        if take.get(s):
+            ex = by_source[s]
+            keep = sorted(rng.choice(len(ex), size=take[s], replace=False).tolist())
+            mixed += [ex[k] for k in keep]
+    summary = {s: {"available": len(by_source.get(s, [])), "used": take.get(s, 0), "share": shares.get(s, 0.0)}
+               for s in SOURCES}
+    return mixed, counts, summary

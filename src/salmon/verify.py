@@ -1,0 +1,280 @@
+"""Verifiable principles: principles whose truth a program checks exactly.
+
+Each *family* in `data/verify/principles.yaml` names a checker (a pure function
+`check(prompt, response, n) -> True | False | None`, None meaning "cannot tell"), and
+holds two splits, `train` and `test`, each with its own parameters (e.g. word limits
+30/60 for training, 40/80 for testing) and its own phrasings (definition and negation
+texts with `{n}` where the parameter goes). Training reads only the train split and
+the `verify_test` dev set only the test split, so an RM that scores well there has
+read the principle rather than memorised a phrasing or a threshold.
+
+    from salmon.verify import load_verifiable
+    vps = load_verifiable(split="train")        # concrete principles, parameter rendered
+    vps[0].check(prompt, response)               # -> True / False / None
+
+A response cut off by the token limit keeps a verdict only where more text could not
+change it (`final` in CHECKERS: "true" = a True verdict is final, "false" = a False one
+is, "both" = the checker reads only what is already there, e.g. the opening); otherwise
+the verdict is None. Symbolic rules (`salmon.rules`) that check one of
+these properties on a pair are the same idea with a fixed principle; `verdicts_differ`
+gives the pairwise view.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from salmon.config import read_yaml
+from salmon.errors import SalmonError
+from salmon.principles import Principle
+from salmon.rules import _CODE, _ITEM, count_list_items, detect_language, has_boilerplate
+
+Check = Callable[[str, str, int | None], bool | None]
+DATA = "data/verify/principles.yaml"
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class CheckerInfo:
+    fn: Check
+    needs_param: bool  # the phrasings carry {n} and every split lists `params`
+    final: str  # on a cut-off response: "true" | "false" (that verdict cannot change), "both", "none"
+
+
+CHECKERS: dict[str, CheckerInfo] = {}
+
+
+def checker(name: str, needs_param: bool = False, final: str = "none") -> Callable[[Check], Check]:
+    def register(fn: Check) -> Check:
+        CHECKERS[name] = CheckerInfo(fn, needs_param, final)
+        return fn
+    return register
+
+
+# --- the checkers (pure) -------------------------------------------------------------
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def sentences(text: str) -> int:
+    """Sentences: runs ending in . ! ? (or a line end); list lines count one each, code blocks none."""
+    text = re.sub(r"(?m)^\s*(?:\d{1,2}[.)]|[-*+•])\s+", "", re.sub(r"```.*?(?:```|$)", " ", text.strip(), flags=re.DOTALL))  # list markers are not sentences
+    parts = [p for p in re.split(r"(?<=[.!?])\s+|\n+", text) if re.search(r"\w", p)]
+    return len(parts)
+
+
+@checker("max_words", needs_param=True, final="false")
+def max_words(prompt: str, response: str, n: int | None) -> bool | None:
+    return words(response) <= n
+
+
+@checker("min_words", needs_param=True, final="true")
+def min_words(prompt: str, response: str, n: int | None) -> bool | None:
+    return words(response) >= n
+
+
+@checker("max_sentences", needs_param=True, final="false")
+def max_sentences(prompt: str, response: str, n: int | None) -> bool | None:
+    return sentences(response) <= n
+
+
+def list_lines(text: str) -> tuple[int, int]:
+    """(numbered item lines, bulleted item lines) outside code."""
+    numbered = bullets = 0
+    for line in _CODE.sub(" ", text).splitlines():
+        m = _ITEM.match(line)
+        if m:
+            numbered += bool(m.group(2))
+            bullets += bool(m.group(3))
+    return numbered, bullets
+
+
+@checker("numbered_list", final="true")
+def numbered_list(prompt: str, response: str, n: int | None) -> bool | None:
+    return list_lines(response)[0] >= 2
+
+
+@checker("bulleted_list", final="true")
+def bulleted_list(prompt: str, response: str, n: int | None) -> bool | None:
+    return list_lines(response)[1] >= 2
+
+
+@checker("prose_only", final="false")
+def prose_only(prompt: str, response: str, n: int | None) -> bool | None:
+    """No list lines and no code block: plain paragraphs."""
+    return list_lines(response) == (0, 0) and "```" not in response
+
+
+@checker("exact_items", needs_param=True)
+def exact_items(prompt: str, response: str, n: int | None) -> bool | None:
+    """Exactly n top-level list items; None when there is no list (then "n items" is moot)."""
+    count = count_list_items(response)
+    return None if count is None else count == n
+
+
+@checker("code_block", final="true")
+def code_block(prompt: str, response: str, n: int | None) -> bool | None:
+    return re.search(r"```[^\n`]*\n.*?\S.*?(```|$)", response, re.DOTALL) is not None
+
+
+OPENERS = re.compile(
+    r"^\W*(?:sure|certainly|of course|absolutely|great question|good question|what a (?:great|good|wonderful)"
+    r"|happy to help|i'd be happy|i would be happy|i'm happy|glad you asked|thanks for (?:asking|your question)"
+    r"|thank you for (?:asking|your question)|okay|ok|alright|hello|hi|claro|por supuesto|buena pregunta"
+    r"|bien sûr|bonne question|avec plaisir|gute frage|natürlich|gerne|certo|ottima domanda)(?!\w)", re.IGNORECASE)
+
+
+@checker("no_opener", final="both")  # reads only the opening, which more text does not change
+def no_opener(prompt: str, response: str, n: int | None) -> bool | None:
+    """The response does not open with a stock phrase ("Sure!", "Great question") or AI boilerplate."""
+    head = response.strip()[:200]
+    first = re.split(r"(?<=[.!?])\s", head, maxsplit=1)[0]
+    return not (OPENERS.match(head) or has_boilerplate(first))
+
+
+@checker("ends_with_question")
+def ends_with_question(prompt: str, response: str, n: int | None) -> bool | None:
+    """The response's last sentence is a question to the user."""
+    tail = response.strip().rstrip("*_ )\"'”»")
+    return tail.endswith(("?", "？"))
+
+
+@checker("user_language", final="both")  # a reply does not switch language mid-way
+def user_language(prompt: str, response: str, n: int | None) -> bool | None:
+    """The response is in the prompt's language; None when either language is unsure."""
+    want, got = detect_language(prompt), detect_language(response)
+    if want is None or got is None:
+        return None
+    from salmon.rules import same_language
+
+    return same_language(want, got)
+
+
+@checker("no_exclamation", final="false")
+def no_exclamation(prompt: str, response: str, n: int | None) -> bool | None:
+    return "!" not in _CODE.sub(" ", response)
+
+
+# --- principles built from the data file ---------------------------------------------
+
+@dataclass(frozen=True)
+class Verifiable:
+    """One concrete principle (parameter rendered into its text) and its checker."""
+    principle: Principle
+    family: str
+    checker: str
+    param: int | None
+    split: str
+    steer: tuple[str, str] | None = None  # user-turn instructions towards P / towards not-P
+
+    def check(self, prompt: str, response: str, finished: bool = True) -> bool | None:
+        """The checker's verdict, or None when it cannot tell (empty text, cut-off text
+        whose verdict could still change)."""
+        if not response.strip():
+            return None
+        info = CHECKERS[self.checker]
+        v = info.fn(prompt, response, self.param)
+        if v is None or finished:
+            return v
+        keep = info.final == "both" or (info.final == "true" and v) or (info.final == "false" and not v)
+        return v if keep else None
+
+
+def _render(text: object, n: int | None, where: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise SalmonError(f"{where}: missing or empty text")
+    if n is not None and "{n}" not in text:
+        raise SalmonError(f"{where}: '{text[:40]}...' needs '{{n}}' where the parameter goes")
+    if n is None and "{n}" in text:
+        raise SalmonError(f"{where}: '{{n}}' in a family whose checker takes no parameter")
+    return " ".join(text.replace("{n}", str(n) if n is not None else "").split())
+
+
+def _params(raw: dict, needs: bool, where: str) -> list[int | None]:
+    params = raw.get("params")
+    if not needs:
+        if params:
+            raise SalmonError(f"{where}: 'params' given but this checker takes none")
+        return [None]
+    if not isinstance(params, list) or not params or not all(isinstance(p, int) and not isinstance(p, bool)
+                                                             and p > 0 for p in params):
+        raise SalmonError(f"{where}: 'params' must be a non-empty list of positive whole numbers, got {params!r}")
+    return params
+
+
+def _family(raw: object, where: str, split: str) -> list[Verifiable]:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise SalmonError(f"{where}: expected a mapping with name, checker, train and test")
+    name, check = raw["name"], raw.get("checker")
+    where = f"{where} ({name})"
+    if check not in CHECKERS:
+        raise SalmonError(f"{where}: unknown checker {check!r} (known: {', '.join(CHECKERS)})")
+    info = CHECKERS[check]
+    block = raw.get(split)
+    if not isinstance(block, dict) or not isinstance(block.get("phrasings"), list) or not block["phrasings"]:
+        raise SalmonError(f"{where}: '{split}' needs 'phrasings' (a list of definition/negation pairs)")
+    out = []
+    for n in _params(block, info.needs_param, f"{where}: {split}"):
+        steer = raw.get("steer")
+        steer_pair = None
+        if steer is not None:
+            if not isinstance(steer, dict):
+                raise SalmonError(f"{where}: 'steer' must have 'towards' and 'away' instructions")
+            steer_pair = (_render(steer.get("towards"), n, f"{where}: steer.towards"),
+                          _render(steer.get("away"), n, f"{where}: steer.away"))
+        for i, ph in enumerate(block["phrasings"], 1):
+            w = f"{where}: {split} phrasing {i}"
+            if not isinstance(ph, dict):
+                raise SalmonError(f"{w}: expected definition and negation")
+            label = str(ph.get("name") or name)
+            if n is not None:
+                label = label.replace("{n}", str(n)) if "{n}" in label else f"{label} {n}"
+            p = Principle(name=label, definition=_render(ph.get("definition"), n, f"{w}: definition"),
+                          negation=_render(ph.get("negation"), n, f"{w}: negation"))
+            out.append(Verifiable(p, name, check, n, split, steer_pair))
+    return out
+
+
+def load_verifiable(path: str | Path | None = None, split: str = "train",
+                    families: list[str] | None = None) -> list[Verifiable]:
+    """Every concrete principle of `split` (one per family x parameter x phrasing)."""
+    if split not in SPLITS:
+        raise SalmonError(f"verifiable split must be one of {', '.join(SPLITS)}, got {split!r}")
+    return list(_load(str(path or _builtin()), split, tuple(families) if families else None))
+
+
+@lru_cache(maxsize=8)
+def _load(path: str, split: str, families: tuple[str, ...] | None) -> tuple[Verifiable, ...]:
+    data = read_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("families"), list) or not data["families"]:
+        raise SalmonError(f"{path}: expected 'families:' with a list of verifiable principle families")
+    names = [f.get("name") for f in data["families"] if isinstance(f, dict)]
+    if families:
+        unknown = [f for f in families if f not in names]
+        if unknown:
+            raise SalmonError(f"{path}: unknown verifiable family '{unknown[0]}' (known: {', '.join(map(str, names))})")
+    out: list[Verifiable] = []
+    for i, raw in enumerate(data["families"], 1):
+        vs = _family(raw, f"{path}: family {i}", split)
+        if not families or vs[0].family in families:
+            out.extend(vs)
+    return tuple(out)
+
+
+def _builtin() -> Path:
+    return Path(str(resources.files("salmon").joinpath(DATA)))
+
+
+def verdicts_differ(v: Verifiable, prompt: str, a: str, b: str, finished_a: bool = True,
+                    finished_b: bool = True) -> int:
+    """+1 when only response a satisfies v, -1 when only b does, 0 when equal or unknown."""
+    va, vb = v.check(prompt, a, finished_a), v.check(prompt, b, finished_b)
+    if va is None or vb is None or va == vb:
+        return 0
+    return 1 if va else -1

@@ -1,0 +1,187 @@
+"""Label sources: mixing arithmetic by hand, exact verify labels, contrast filtering, the aggregate hook."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from datasets import load_from_disk
+
+from salmon.aggregate import aggregate
+from salmon.errors import SalmonError
+from salmon.label_sources import (
+    allocate,
+    contrast_examples,
+    differing,
+    parse_shares,
+    verify_examples,
+    verify_pair_examples,
+)
+from salmon.verify import load_verifiable
+from tests.unit.test_aggregate import _cfg, write_inputs
+
+TRAIN = load_verifiable(split="train")
+BY_TEXT = {}
+for _v in TRAIN:
+    BY_TEXT[_v.principle.definition] = (_v, True)
+    BY_TEXT[_v.principle.negation] = (_v, False)
+
+SHORT = "Drink water, sleep eight hours and walk every day."
+LONG = ("Here is a fuller plan. " + "Staying healthy takes steady habits over many months, not quick fixes. " * 6
+        + "\n1. Drink water.\n2. Sleep well.\n3. Walk daily.\nWhich of these would you like to start with?")
+
+
+def cfg(**kw):
+    base = dict(passes=2, seed=0, negation_prob=0.5, verify_per_pair=2, verify_max_principles=3,
+                contrast_filter="checked")
+    return SimpleNamespace(**{**base, **kw})
+
+
+def test_parse_shares():
+    assert parse_shares(["judge=1", "verify=2", "contrast=0"]) == {"judge": 1.0, "verify": 2.0}
+    assert parse_shares(["verify"]) == {"verify": 1.0}
+    for bad, msg in ((["oracle=1"], "unknown source"), (["judge=x"], "name=number"), (["judge=0"], "no source"),
+                     (["judge=-1"], ">= 0")):
+        with pytest.raises(SalmonError, match=msg):
+            parse_shares(bad)
+
+
+def test_allocate_by_hand():
+    avail = {"judge": 90, "verify": 1000, "contrast": 300}
+    assert allocate(avail, {"judge": 1, "verify": 1}, None) == {"judge": 90, "verify": 1000}
+    # 600 split 1:1:1 -> 200 each; judge has 90, its 110 go to verify and contrast 55/55.
+    assert allocate(avail, {"judge": 1, "verify": 1, "contrast": 1}, 600) == {"judge": 90, "verify": 255,
+                                                                                "contrast": 255}
+    # 400 split 1:3 -> 100 judge (only 90) + 300 verify; the 10 left go to verify.
+    assert allocate(avail, {"judge": 1, "verify": 3}, 400) == {"judge": 90, "verify": 310}
+    assert allocate(avail, {"judge": 1}, 5000) == {"judge": 90}
+    assert sum(allocate({"a": 7, "b": 7}, {"a": 1, "b": 1}, 3).values()) == 3
+
+
+def labels_hold(ex, prompt="q"):
+    """Every principle shown must prefer chosen over rejected by its checker."""
+    for text in ex["principles"]:
+        v, positive = BY_TEXT[text]
+        c, r = v.check(prompt, ex["chosen"]), v.check(prompt, ex["rejected"])
+        assert c is not None and r is not None and c != r
+        assert c == positive, (text, ex["chosen"][:30])
+
+
+def test_verify_labels_are_exact_and_every_shown_principle_agrees():
+    pair = {"id": "x", "prompt": "q", "response_a": SHORT, "response_b": LONG}
+    known = differing(pair, TRAIN)
+    assert {"Word limit", "Numbered list", "Ends with a question", "Prose only"} <= set(known)
+    assert known["Word limit"][0][1] == 1  # a (short) satisfies the word limit
+    negated = 0
+    for p in range(40):
+        exs = verify_pair_examples(pair, known, np.random.default_rng(p), p, per_pair=2, max_shown=3,
+                                   negation_prob=0.5)
+        assert len(exs) == 2 and exs[0]["dominant_principle"] != exs[1]["dominant_principle"]
+        for ex in exs:
+            assert ex["label_source"] == "verify" and 1 <= len(ex["principles"]) <= 3
+            labels_hold(ex)
+            negated += ex["dominant_principle"].startswith("not ")
+    assert 20 < negated < 60  # about half of 80
+
+
+def test_verify_drops_and_counts_empty_and_truncated():
+    pairs = [{"id": "e", "prompt": "q", "response_a": "", "response_b": LONG},
+             {"id": "same", "prompt": "q", "response_a": SHORT, "response_b": SHORT + " "},
+             # b is cut off while still short: every verdict on b could change, except "true is final" ones
+             {"id": "t", "prompt": "q", "response_a": "Yes. Do you agree?", "response_b": "Sure! Here",
+              "finished_b": False}]
+    ex, counts = verify_examples(pairs, TRAIN, cfg())
+    assert counts["verify_dropped:empty_side"] == 1 and counts["verify_dropped:no_differing_principle"] == 1
+    for e in ex:  # only verdicts that more text could not change were used on the cut-off side
+        assert e["pair_id"] == "t"
+        fams = {BY_TEXT[t][0].checker for t in e["principles"]}
+        assert "ends_with_question" not in fams  # b could still end with a question
+    assert any("no_opener" in {BY_TEXT[t][0].checker for t in e["principles"]} for e in ex)  # "Sure!" is final
+
+
+def test_contrast_filter_and_negation():
+    pr = {"name": "Word limit 30", "definition": "At most 30 words.", "negation": "More than 30 words."}
+    rows = [{"id": "ok", "prompt": "q", "response_a": SHORT, "response_b": LONG, "principle": pr,
+             "checked": True, "has_checker": True},
+            {"id": "wrong", "prompt": "q", "response_a": LONG, "response_b": SHORT, "principle": pr,
+             "checked": False, "has_checker": True},
+            {"id": "cut", "prompt": "q", "response_a": SHORT, "response_b": "x", "principle": pr,
+             "checked": None, "has_checker": True},
+            {"id": "harm", "prompt": "q", "response_a": "No.", "response_b": "Yes.", "principle": pr,
+             "checked": None, "has_checker": False},
+            {"id": "empty", "prompt": "q", "response_a": "", "response_b": "Yes.", "principle": pr}]
+    ex, counts = contrast_examples(rows, cfg(passes=20))
+    assert counts == {"contrast_dropped:wrong_direction": 1, "contrast_dropped:unconfirmed": 1,
+                      "contrast_pairs_used": 2, "contrast_dropped:empty_side": 1}
+    for e in ex:
+        wins_a = e["chosen"] == next(r for r in rows if r["id"] == e["pair_id"])["response_a"]
+        assert wins_a == (e["principles"] == [pr["definition"]])
+        assert e["label_source"] == "contrast" and "30 words" in e["principles"][0]
+    ex, counts = contrast_examples(rows, cfg(passes=1, contrast_filter="all"))
+    assert counts["contrast_pairs_used"] == 4
+
+
+def test_aggregate_mixes_sources_and_records_them(tmp_path):
+    pp, jp = write_inputs(tmp_path, n_pairs=6)
+    lines = [json.loads(x) for x in pp.read_text().splitlines()]
+    for i, r in enumerate(lines):
+        r["response_a"], r["response_b"] = (SHORT, LONG) if i % 2 else (LONG, SHORT)
+    pp.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    cp = tmp_path / "contrast.jsonl"
+    pr = {"name": "Word limit 30", "definition": "At most 30 words.", "negation": "More than 30 words."}
+    cp.write_text(json.dumps({"id": "c1", "prompt": "q", "response_a": SHORT, "response_b": LONG,
+                              "principle": pr, "checked": True, "has_checker": True}) + "\n")
+    out = aggregate(_cfg(tmp_path, pp, jp, source_shares=["judge=1", "verify=1", "contrast=1"],
+                         contrast=str(cp), consistency="mean"))
+    ds = load_from_disk(str(out / "dataset"))
+    summary = json.loads((out / "summary.json").read_text())
+    srcs = set(ds["label_source"])
+    assert {"verify", "contrast"} <= srcs and srcs & {"judge", "rule"}
+    assert summary["label_sources"]["verify"]["used"] == sum(s == "verify" for s in ds["label_source"])
+    assert summary["label_sources"]["contrast"]["used"] == 4  # one pair x 4 passes (the default)
+    capped = aggregate(_cfg(tmp_path, pp, jp, out="capped", source_shares=["verify=1"], max_examples=5,
+                            consistency="mean"))
+    assert set(load_from_disk(str(capped / "dataset"))["label_source"]) == {"verify"}
+    assert len(load_from_disk(str(capped / "dataset"))) == 5
+    with pytest.raises(SalmonError, match="--contrast"):
+        _cfg(tmp_path, pp, jp, out="bad", source_shares=["contrast=1"]).validate()
+
+
+def test_cross_pairs_pair_every_other_response_to_a_prompt():
+    from salmon.label_sources import cross_pairs
+
+    pr = {"name": "n", "definition": "d", "negation": "e"}
+    rows = [{"id": "1", "prompt": "q", "response_a": "A", "response_b": "B", "principle": pr},
+            {"id": "2", "prompt": "q", "response_a": "C", "response_b": "A", "principle": pr, "finished_a": False},
+            {"id": "3", "prompt": "r", "response_a": "D", "response_b": "", "principle": pr}]
+    got = {(p["response_a"], p["response_b"], p["finished_a"]) for p in cross_pairs(rows)}
+    # responses to q: A, B, C; steered pairs A-B and C-A are left out, B-C is new; r has one response
+    assert got == {("B", "C", True)}
+
+
+def test_verify_alone_needs_no_judgments(tmp_path):
+    pp, jp = write_inputs(tmp_path, n_pairs=4)
+    lines = [json.loads(x) for x in pp.read_text().splitlines()]
+    for r in lines:
+        r["response_a"], r["response_b"] = SHORT, LONG
+    pp.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    jp.write_text("")
+    out = aggregate(_cfg(tmp_path, pp, jp, source_shares=["verify=1"]))
+    assert set(load_from_disk(str(out / "dataset"))["label_source"]) == {"verify"}
+    with pytest.raises(SalmonError, match="no judgments"):
+        aggregate(_cfg(tmp_path, pp, jp, out="j"))
+
+
+def test_conversation_prompts_are_checked_on_their_last_user_turn():
+    from salmon.label_sources import cross_pairs
+
+    es = "¿Cuál es la capital de Francia y por qué es tan famosa en todo el mundo?"
+    conv = [{"role": "user", "content": "Hello there, how are you doing today my friend?"},
+            {"role": "assistant", "content": "Fine."}, {"role": "user", "content": es}]
+    pair = {"id": "c", "prompt": conv, "response_a": "La capital de Francia es París, famosa por sus museos y su arte.",
+            "response_b": "The capital of France is Paris, famous for its museums and its art."}
+    assert differing(pair, TRAIN)["User language"][0][1] == 1
+    pr = {"name": "n", "definition": "d", "negation": "e"}
+    rows = [{"id": "1", "prompt": conv, "response_a": "A", "response_b": "B", "principle": pr},
+            {"id": "2", "prompt": conv, "response_a": "C", "response_b": "D", "principle": pr}]
+    assert all(p["prompt"] == conv for p in cross_pairs(rows)) and len(cross_pairs(rows)) == 4

@@ -1,0 +1,93 @@
+"""Verifiable principles: every checker on hand-checked texts, the data file's splits, load errors."""
+
+import pytest
+
+from salmon.errors import SalmonError
+from salmon.verify import CHECKERS, load_verifiable, sentences, verdicts_differ, words
+
+SHORT = "Paris is the capital of France."  # 6 words, 1 sentence
+LONG = " ".join(["word"] * 70) + "."
+NUMBERED = "Three tips:\n1. Sleep well.\n2. Drink water.\n3. Walk daily."
+BULLETS = "Tips:\n- Sleep well.\n- Drink water."
+CODE = "Use this:\n```python\nprint('hi')\n```\nThat prints hi."
+ES_PROMPT = "¿Cuál es la capital de Francia y por qué es tan famosa en todo el mundo?"
+ES_ANSWER = "La capital de Francia es París, famosa por sus museos, su arte y la torre Eiffel."
+EN_ANSWER = "The capital of France is Paris, famous for its museums, its art and the Eiffel Tower."
+
+
+def check(name, response, n=None, prompt="q"):
+    return CHECKERS[name].fn(prompt, response, n)
+
+
+def test_counts():
+    assert words(SHORT) == 6 and words("") == 0
+    assert sentences(SHORT) == 1
+    assert sentences("One. Two! Three? Four") == 4
+    assert sentences(NUMBERED) == 4  # the lead line and three items
+    assert sentences(CODE) == 2  # the code block is no sentence
+
+
+@pytest.mark.parametrize("name,text,n,want", [
+    ("max_words", SHORT, 6, True), ("max_words", SHORT, 5, False), ("max_words", LONG, 60, False),
+    ("min_words", SHORT, 6, True), ("min_words", SHORT, 7, False), ("min_words", LONG, 70, True),
+    ("max_sentences", "One. Two. Three.", 3, True), ("max_sentences", "One. Two. Three.", 2, False),
+    ("numbered_list", NUMBERED, None, True), ("numbered_list", BULLETS, None, False),
+    ("numbered_list", "1. Only one item.", None, False),
+    ("bulleted_list", BULLETS, None, True), ("bulleted_list", NUMBERED, None, False),
+    ("prose_only", SHORT, None, True), ("prose_only", BULLETS, None, False), ("prose_only", CODE, None, False),
+    ("exact_items", NUMBERED, 3, True), ("exact_items", NUMBERED, 4, False), ("exact_items", SHORT, 3, None),
+    ("code_block", CODE, None, True), ("code_block", "Call `print()` inline.", None, False),
+    ("no_opener", SHORT, None, True), ("no_opener", "Sure! Paris is the capital.", None, False),
+    ("no_opener", "Great question. Paris.", None, False), ("no_opener", "Surely not: Paris.", None, True),
+    ("no_opener", "¡Buena pregunta! París.", None, False), ("no_opener", "Bien sûr ! Paris.", None, False),
+    ("no_opener", "As an AI language model, I say Paris.", None, False),
+    ("ends_with_question", "Paris. Want more facts?", None, True), ("ends_with_question", SHORT, None, False),
+    ("ends_with_question", "Is it Paris? Yes, it is.", None, False),
+    ("no_exclamation", SHORT, None, True), ("no_exclamation", "Paris!", None, False),
+    ("no_exclamation", "```js\nif (!x) {}\n```\nDone.", None, True),
+])
+def test_checker(name, text, n, want):
+    assert check(name, text, n) is want
+
+
+def test_user_language():
+    assert check("user_language", ES_ANSWER, prompt=ES_PROMPT) is True
+    assert check("user_language", EN_ANSWER, prompt=ES_PROMPT) is False
+    assert check("user_language", "Sí.", prompt=ES_PROMPT) is None  # too short to tell
+
+
+def test_splits_use_different_phrasings_and_thresholds():
+    train, test = load_verifiable(split="train"), load_verifiable(split="test")
+    assert {v.principle.definition for v in train}.isdisjoint({v.principle.definition for v in test})
+    assert {v.family for v in train} == {v.family for v in test}
+    for fam in {v.family for v in test if v.param is not None}:
+        assert {v.param for v in train if v.family == fam}.isdisjoint({v.param for v in test if v.family == fam})
+    w30 = next(v for v in train if v.checker == "max_words" and v.param == 30)
+    assert "30" in w30.principle.definition and "30" in w30.principle.negation and "{n}" not in w30.steer[0]
+
+
+def test_truncated_verdicts_only_when_final():
+    w = next(v for v in load_verifiable(split="train") if v.checker == "max_words")
+    assert w.check("q", LONG, finished=False) is False  # already over the limit: more text keeps it so
+    assert w.check("q", SHORT, finished=False) is None  # under the limit so far: could still run past
+    assert w.check("q", "  ", finished=True) is None
+    assert verdicts_differ(w, "q", SHORT, LONG) == 1 and verdicts_differ(w, "q", LONG, SHORT) == -1
+    assert verdicts_differ(w, "q", SHORT, SHORT) == 0 and verdicts_differ(w, "q", SHORT, "") == 0
+
+
+@pytest.mark.parametrize("body,msg", [
+    ("families:\n  - {name: X, checker: max_words, train: {params: [abc], phrasings: [{definition: 'at most {n}', "
+     "negation: 'over {n}'}]}}\n", "params"),
+    ("families:\n  - {name: X, checker: max_words, train: {params: [3], phrasings: [{definition: 'short', "
+     "negation: 'long'}]}}\n", "needs '{n}'"),
+    ("families:\n  - {name: X, checker: nope, train: {phrasings: []}}\n", "unknown checker"),
+    ("families:\n  - {name: X, checker: code_block, train: {params: [2], phrasings: [{definition: a, "
+     "negation: b}]}}\n", "takes none"),
+    ("families: []\n", "families"),
+])
+def test_bad_files_are_one_line_errors(tmp_path, body, msg):
+    path = tmp_path / "v.yaml"
+    path.write_text(body)
+    with pytest.raises(SalmonError, match=msg) as e:
+        load_verifiable(path)
+    assert "\n" not in str(e.value)
