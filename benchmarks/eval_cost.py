@@ -24,8 +24,7 @@ def main() -> None:
     import torch
 
     from salmon.evaluate import EvalConfig, answer, labeled_path
-    from salmon.judge_bench import matmul_peak
-    from salmon.machine import PROBE_SHAPE
+    from salmon.machine import PROBE_SHAPE, matmul_peak
     from salmon.principles import load_principles
     from salmon.reward import InstructableRewardModel
     from salmon.reward.evaluate import read_labeled, score_labeled

@@ -46,13 +46,13 @@ STAGES: dict[str, Stage] = {
     "pairs": Stage("salmon.pairs", "PairsConfig", "make_pairs", ("responses",), _help(
         "Turn the responses to each prompt into pairs to judge.",
         "salmon pairs responses.jsonl --out pairs.jsonl")),
-    "judge": Stage("salmon.judge", "JudgeConfig", "judge", (), _help(
+    "judge": Stage("salmon.judge.stage", "JudgeConfig", "judge", (), _help(
         "Ask the model which response of each pair better follows each principle.",
         "salmon judge --model default --pairs pairs.jsonl --principles judge --out judgments.jsonl")),
     "contrast": Stage("salmon.contrast", "ContrastConfig", "contrast", (), _help(
         "Principle-contrast pairs: one answer steered towards a principle and one away from it, labelled exactly.",
         "salmon contrast --model default --prompts builtin --out contrast/")),
-    "eval-judge": Stage("salmon.judge_eval", "EvalJudgeConfig", "eval_judge", (), _help(
+    "eval-judge": Stage("salmon.judge.evaluate", "EvalJudgeConfig", "eval_judge", (), _help(
         "Measure how often the judge agrees with labelled preferences.",
         "salmon eval-judge --model default --labeled judge_dev --out judge_eval.json")),
     "devset-harm": Stage("salmon.devsets", "DevsetHarmConfig", "devset_harm", (), _help(
@@ -92,7 +92,7 @@ STAGES: dict[str, Stage] = {
 
 # `salmon bench NAME`: functions that print or return their JSON
 BENCHES: dict[str, Stage] = {
-    "judge": Stage("salmon.judge_bench", "BenchJudgeConfig", "bench_judge", (), _help(
+    "judge": Stage("salmon.judge.bench", "BenchJudgeConfig", "bench_judge", (), _help(
         "Time the prefix-shared judge against the full-prompt one, side by side.",
         "salmon bench judge --model default --pairs 16 --principles 8")),
     "steer": Stage("salmon.rl.bench", "SteerBenchConfig", "steer", (), _help(

@@ -20,7 +20,7 @@ OTHER = [{"role": "user", "content": TURN1_OTHER}, *TALK[1:]]
 def _stages(tiny_model, tmp_path):
     from salmon.aggregate import AggregateConfig, aggregate
     from salmon.generate import GenerateConfig, generate
-    from salmon.judge import JudgeConfig, judge
+    from salmon.judge.stage import JudgeConfig, judge
     from salmon.pairs import PairsConfig, make_pairs
     from salmon.reward.train import TrainRMConfig, train_rm
 

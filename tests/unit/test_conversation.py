@@ -136,7 +136,7 @@ def test_rm_truncates_the_oldest_turn_first_and_counts_it(tok):
 
 
 def test_first_turn_changes_the_judge_input_ids(tok):
-    from salmon.judge_core import build_prompt_ids, load_judge_template
+    from salmon.judge.core import build_prompt_ids, load_judge_template
 
     template = load_judge_template("parens")
     one = build_prompt_ids(tok, template, TALK, "Pepper.", "No idea.", ["The response is correct."])
@@ -149,7 +149,7 @@ def test_first_turn_changes_the_judge_input_ids(tok):
 
 
 def test_judge_truncation_drops_oldest_turns_then_cuts(tok):
-    from salmon.judge_core import truncate_prompt
+    from salmon.judge.core import truncate_prompt
 
     old = "words " * 100
     talk = [u(old), a("ok"), u("short question?")]

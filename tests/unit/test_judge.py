@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from salmon.errors import SalmonError
-from salmon.judge import JudgeConfig, fixed_batches, judge, merge_ranks, rank_files, shard
+from salmon.judge.stage import JudgeConfig, fixed_batches, judge, merge_ranks, rank_files, shard
 
 PRINCIPLES_YAML = """principles:
   - name: Short
@@ -74,7 +74,7 @@ def test_reference_mode_gives_the_same_scores(setup):
 
 def test_crash_then_rerun_equals_an_uninterrupted_run(setup, monkeypatch):
     """Crash after two batches, leave a torn last line as a killed writer would, rerun."""
-    import salmon.judge_core as core
+    import salmon.judge.core as core
 
     full = Path(judge(setup("full.jsonl"))).read_bytes()
     real, calls = core.score_pairs, {"n": 0}
@@ -163,7 +163,7 @@ def test_batches_are_fixed_by_length_then_position():
         def __call__(self, text, add_special_tokens=False):
             return {"input_ids": list(text)}
 
-    from salmon.judge import Pair
+    from salmon.judge.stage import Pair
 
     pairs = [Pair(str(i), "q" * n, "a", "b", []) for i, n in enumerate([5, 1, 3, 1])]
     assert fixed_batches(pairs, Tok(), 2) == [[1, 3], [2, 0]]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from salmon.judge_bench import BenchJudgeConfig, linear_params, measure_judge_speed, shared_flops
-from salmon.judge_core import PromptIds
+from salmon.judge.bench import BenchJudgeConfig, linear_params, measure_judge_speed, shared_flops
+from salmon.judge.core import PromptIds
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from salmon.errors import SalmonError
-from salmon.judge_core import (
+from salmon.judge.core import (
     PromptIds,
     build_prompt_ids,
     choice_token_ids,

@@ -20,7 +20,7 @@ def _embedded() -> str:
 
 
 def test_real_model_shared_matches_reference():
-    from salmon.judge_core import choice_token_ids, load_judge_template, score_pairs
+    from salmon.judge.core import choice_token_ids, load_judge_template, score_pairs
     from salmon.models import load_causal_lm, load_tokenizer
 
     spec = _embedded()

@@ -8,7 +8,7 @@ import pytest
 
 from salmon.devsets import DevsetHarmConfig, builtin_dev_path, devset_harm
 from salmon.errors import SalmonError
-from salmon.judge_eval import EvalJudgeConfig, eval_judge, judge_metrics, read_labeled
+from salmon.judge.evaluate import EvalJudgeConfig, eval_judge, judge_metrics, read_labeled
 
 ROWS = [
     {"score_ab": 1.0, "score_ba": 0.5, "neg_score_ab": -0.4, "neg_score_ba": -0.2,

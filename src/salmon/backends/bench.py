@@ -126,7 +126,7 @@ def measure_generate_speed(cfg: BenchGenerateConfig) -> dict[str, Any]:
     import torch
 
     from salmon.chat import user_prompt
-    from salmon.judge_bench import matmul_peak
+    from salmon.machine import matmul_peak
     from salmon.models import load_tokenizer
     from salmon.sources import load_prompts
 

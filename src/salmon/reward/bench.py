@@ -130,7 +130,7 @@ def _child(spec_path: str) -> None:
 
 
 def measure_train_rm(cfg: BenchTrainRMConfig) -> dict[str, Any]:
-    from salmon.judge_bench import matmul_peak
+    from salmon.machine import matmul_peak
     from salmon.reward.train import TrainRMConfig
 
     defaults = {f.name: getattr(TrainRMConfig(), f.name) for f in dataclasses.fields(TrainRMConfig)}

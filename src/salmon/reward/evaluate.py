@@ -204,7 +204,7 @@ def judge_side_by_side(cfg: EvalRMConfig, path: Path, out: Path) -> dict[str, An
     """The raw self-judge (`salmon eval-judge`) on the same file, in this table's terms."""
     if not cfg.judge_model:
         return None
-    from salmon.judge_eval import EvalJudgeConfig, eval_judge
+    from salmon.judge.evaluate import EvalJudgeConfig, eval_judge
 
     jcfg = EvalJudgeConfig(model=cfg.judge_model, labeled=str(path), out=str(out / "judge.json"),
                            limit=cfg.limit, dtype=cfg.dtype, device=cfg.device, progress=cfg.progress)

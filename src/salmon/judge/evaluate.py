@@ -38,7 +38,7 @@ from salmon.conversation import Prompt, parse_prompt, prompt_chars
 from salmon.devsets import builtin_dev_path
 from salmon.errors import SalmonError
 from salmon.jsonl import atomic_write_text, iter_jsonl, write_jsonl
-from salmon.judge_core import DEFAULT_VARIANT, VARIANT_HELP
+from salmon.judge.core import DEFAULT_VARIANT, VARIANT_HELP
 from salmon.principles import Principle, parse_principle
 from salmon.progress import info, progress_bar
 
@@ -136,7 +136,7 @@ def judge_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def score_labeled(cfg: EvalJudgeConfig, pairs: list[Labeled]) -> list[dict[str, Any]]:
     """Judge every labelled pair in both orders under its definition and its negation."""
-    from salmon.judge_core import (
+    from salmon.judge.core import (
         choice_token_ids,
         keep_freed_memory,
         load_judge_template,

@@ -31,7 +31,8 @@ from typing import Any
 
 from salmon.config import opt
 from salmon.errors import SalmonError
-from salmon.judge_core import DEFAULT_VARIANT, VARIANT_HELP
+from salmon.judge.core import DEFAULT_VARIANT, VARIANT_HELP
+from salmon.machine import matmul_peak
 from salmon.principles import load_principles
 
 TARGETS = {"speedup": 5.0, "max_abs_score_diff": 1e-3, "fraction_of_peak": 0.7}
@@ -69,7 +70,7 @@ def bench_principles(k: int) -> list[str]:
 def bench_pairs(cfg: BenchJudgeConfig, tokenizer) -> list[tuple[str, str, str]]:
     """(request, output a, output b) triples; see the module docstring."""
     if cfg.pairs_file:
-        from salmon.judge import read_pairs
+        from salmon.judge.stage import read_pairs
 
         got = read_pairs(cfg.pairs_file, [], cfg.pairs)
         return [(p.prompt, p.a, p.b) for p in got]
@@ -105,7 +106,7 @@ def linear_params(model) -> int:
 
 
 def shared_flops(items, model) -> float:
-    """FLOPs the prefix-shared scorer needs for `items` (judge_core.PromptIds)."""
+    """FLOPs the prefix-shared scorer needs for `items` (judge.core.PromptIds)."""
     c = model.config
     d_attn = c.num_attention_heads * getattr(c, "head_dim", c.hidden_size // c.num_attention_heads)
     per_token = 2 * linear_params(model)
@@ -117,20 +118,6 @@ def shared_flops(items, model) -> float:
         total += per_token * tokens + 4 * d_attn * c.num_hidden_layers * keys
         total += 2 * c.hidden_size * c.vocab_size * (1 + len(item.suffixes))  # logits at kept positions
     return total
-
-
-def matmul_peak(m: int, k: int, n: int, seconds: float = 1.0) -> float:
-    """Best GFLOP/s of a dense fp32 (m x k) @ (k x n) matmul over about `seconds`."""
-    import torch
-
-    a, b = torch.randn(m, k), torch.randn(k, n)
-    a @ b
-    best, stop = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < stop:
-        t = time.perf_counter()
-        a @ b
-        best = max(best, 2 * m * k * n / (time.perf_counter() - t) / 1e9)
-    return best
 
 
 def _timed(fn, *args) -> tuple[float, Any]:
@@ -164,7 +151,7 @@ def time_modes(batches: list, score, probe, repeats: int) -> dict[str, Any]:
 def measure_judge_speed(cfg: BenchJudgeConfig) -> dict[str, Any]:
     import torch
 
-    from salmon.judge_core import (
+    from salmon.judge.core import (
         build_prompt_ids,
         choice_token_ids,
         keep_freed_memory,

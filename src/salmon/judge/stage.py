@@ -4,7 +4,7 @@
     accelerate launch --num_processes 2 -m salmon.cli judge ...   # data-parallel
 
 For every (pair, principle) the model reads a judge prompt (request, output (a),
-output (b), then the principle; see `judge_core`) in both orders, and its score is
+output (b), then the principle; see `judge.core`) in both orders, and its score is
 logit(a) - logit(b) right after the pre-filled answer. Output, one record per (pair,
 principle), in pair order then principle order:
     {"pair_id", "principle", "score_ab", "score_ba", "score", "consistent"}
@@ -36,7 +36,7 @@ from salmon.config import opt
 from salmon.conversation import Prompt, last_user_text, parse_prompt, request_text
 from salmon.errors import SalmonError
 from salmon.jsonl import ResumableJsonlWriter, iter_jsonl, write_jsonl
-from salmon.judge_core import DEFAULT_VARIANT, VARIANT_HELP
+from salmon.judge.core import DEFAULT_VARIANT, VARIANT_HELP
 from salmon.principles import Principle, load_principles, parse_principle
 from salmon.progress import info, progress_bar
 from salmon.stage import StageFiles
@@ -126,7 +126,7 @@ def prepare_pairs(pairs: list[Pair], tokenizer, max_prompt: int,
                   max_response: int) -> tuple[list[Pair], list[str]]:
     """Truncate over-long fields (recorded in `Pair.truncated`); return (kept, skipped ids),
     skipping pairs with an empty response."""
-    from salmon.judge_core import truncate_prompt, truncate_text
+    from salmon.judge.core import truncate_prompt, truncate_text
 
     kept, skipped = [], []
     for p in pairs:
@@ -228,7 +228,7 @@ class JudgePlan:
 
 def plan_judging(cfg: JudgeConfig) -> JudgePlan:
     """Validate the inputs and fix the batches; user errors surface here, before any work."""
-    from salmon.judge_core import choice_token_ids, load_judge_template
+    from salmon.judge.core import choice_token_ids, load_judge_template
     from salmon.models import load_tokenizer
 
     template = load_judge_template(cfg.variant)
@@ -244,7 +244,7 @@ def plan_judging(cfg: JudgeConfig) -> JudgePlan:
 def judge_shard(cfg: JudgeConfig, plan: JudgePlan, out: Path, rank: int, world: int, device: str) -> None:
     """Judge this process's batches that are not done yet, appending each batch to
     `<out>.rank<rank>.partial`."""
-    from salmon.judge_core import keep_freed_memory, score_pairs
+    from salmon.judge.core import keep_freed_memory, score_pairs
     from salmon.models import load_causal_lm
 
     keep_freed_memory()
