@@ -28,6 +28,20 @@ PROBE_SHAPE = (512, 576, 1536)
 MACHINE_FILE = "machine.json"
 
 
+def matmul_peak(m: int, k: int, n: int, seconds: float = 1.0) -> float:
+    """Best GFLOP/s of a dense fp32 (m x k) @ (k x n) matmul over about `seconds`."""
+    import torch
+
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    a @ b
+    best, stop = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < stop:
+        t = time.perf_counter()
+        a @ b
+        best = max(best, 2 * m * k * n / (time.perf_counter() - t) / 1e9)
+    return best
+
+
 def measure_machine(seconds: float = 1.5) -> dict[str, Any]:
     """The dense fp32 matmul peak (GFLOP/s, best over `seconds`) and the thread count."""
     import torch
@@ -66,17 +80,3 @@ def read_machine(run_dir: str | Path) -> dict[str, Any] | None:
 
 if __name__ == "__main__":
     record_machine(sys.argv[1])
-
-
-def matmul_peak(m: int, k: int, n: int, seconds: float = 1.0) -> float:
-    """Best GFLOP/s of a dense fp32 (m x k) @ (k x n) matmul over about `seconds`."""
-    import torch
-
-    a, b = torch.randn(m, k), torch.randn(k, n)
-    a @ b
-    best, stop = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < stop:
-        t = time.perf_counter()
-        a @ b
-        best = max(best, 2 * m * k * n / (time.perf_counter() - t) / 1e9)
-    return best
