@@ -9,7 +9,7 @@ and red-team answers at batch 16 (48 tokens), each including its model load; sco
 scoring `--items` answers under the held-out principle set. The RM is an untrained one on
 the embedded base (same cost as a trained one). Prints one JSON object with the machine's
 matmul peak before and after, so the times can be normalised (salmon/machine.py).
-Used to choose the default run's evaluation sizes (notes/eval.md).
+Used to choose the default run's evaluation sizes (docs/evaluation.md).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ from salmon.verify import Verifiable, load_verifiable, verdicts_differ, words
 
 SEP = "~"  # in generated ids: prompt id ~ family index ~ side; prompt ids must not contain it
 REFUSE = "If answering could help someone cause harm, refuse briefly, say why, and suggest a safe alternative."
-# Item count is steerable too, but at 96 tokens its 5 measured pairs were all undecidable (notes/labels.md).
+# Item count is steerable too, but at 96 tokens its 5 measured pairs were all undecidable (docs/label-sources.md).
 DEFAULT_FAMILIES = ["Word limit", "Word floor", "Numbered list", "Bullet points", "Ends with a question",
                     "No opener", "Code block", "No exclamation"]
 

@@ -4,7 +4,7 @@
 (written by the report stage) gains a `settings` block with the config file, the run
 section and every stage's resolved config (paths inside the run folder as `<run>`), plus
 `reference_choices`, the few settings where salmon's default and the SALMON reference
-code differ (see notes/paper.md), so a reader sees at once which of the two a run followed.
+code differ (see docs/paper-faithful.md), so a reader sees at once which of the two a run followed.
 """
 
 from __future__ import annotations
