@@ -93,15 +93,14 @@ def test_top_layer_training_changes_only_the_top_layer(tiny_model, tmp_path, lor
         assert changed == (name in trainable), name
 
 
-def test_the_flip_term_is_added_to_the_training_loss(tiny_model, tmp_path):
-    """Same model, same batch: the loss with the flip term minus the loss without it is
-    exactly the coefficient times flip_loss of the batch's margins."""
-    import torch
+def _twin_batch(tiny_model, tmp_path):
+    """Four rows as two negated-twin units, tokenised and collated into one batch, and a
+    freshly seeded tiny RM with trainer args: (tokenizer, dataset, model, args, batch)."""
     from transformers import set_seed
     from trl import RewardConfig
 
     from salmon.models import load_tokenizer
-    from salmon.reward.trainer import collate_with_twins, make_trainer_class
+    from salmon.reward.trainer import collate_with_twins
 
     tok = load_tokenizer(str(tiny_model))
     rows = rm_rows(4)
@@ -112,6 +111,17 @@ def test_the_flip_term_is_added_to_the_training_loss(tiny_model, tmp_path):
     model = build_rm_model(small_cfg(tiny_model, "unused", tmp_path / "rm"), tok)
     args = RewardConfig(output_dir=str(tmp_path / "o"), use_cpu=True, report_to=[], max_length=None)
     batch = collate_with_twins(tok.pad_token_id)([ds[i] for i in range(4)])
+    return tok, ds, model, args, batch
+
+
+def test_the_flip_term_is_added_to_the_training_loss(tiny_model, tmp_path):
+    """Same model, same batch: the loss with the flip term minus the loss without it is
+    exactly the coefficient times flip_loss of the batch's margins."""
+    import torch
+
+    from salmon.reward.trainer import make_trainer_class
+
+    tok, ds, model, args, batch = _twin_batch(tiny_model, tmp_path)
     losses = {}
     for coef in (0.0, 2.0):
         trainer = make_trainer_class(None, 4, 0, 1.0, coef)(model=model, args=args, train_dataset=ds,
@@ -167,21 +177,10 @@ def test_shared_prefix_logits_and_gradients_equal_the_full_inputs(tiny_model, tm
 
 def test_training_with_shared_prefixes_gives_the_same_loss(tiny_model, tmp_path):
     import torch
-    from transformers import set_seed
-    from trl import RewardConfig
 
-    from salmon.models import load_tokenizer
-    from salmon.reward.trainer import collate_with_twins, make_trainer_class
+    from salmon.reward.trainer import make_trainer_class
 
-    tok = load_tokenizer(str(tiny_model))
-    rows = rm_rows(4)
-    for i in (1, 3):
-        rows[i].update(chosen=rows[i - 1]["rejected"], rejected=rows[i - 1]["chosen"])
-    ds = tokenize_rows(rows, tok, 192, twins=twin_ids(twin_units(rows), 4))
-    set_seed(0)
-    model = build_rm_model(small_cfg(tiny_model, "unused", tmp_path / "rm"), tok)
-    args = RewardConfig(output_dir=str(tmp_path / "o"), use_cpu=True, report_to=[], max_length=None)
-    batch = collate_with_twins(tok.pad_token_id)([ds[i] for i in range(4)])
+    tok, ds, model, args, batch = _twin_batch(tiny_model, tmp_path)
     assert batch["split"].tolist() == list(ds["chosen_split"]) + list(ds["rejected_split"])
     model.train()
     losses = []
