@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from salmon.backends.base import BACKEND_HELP, SamplingParams
-from salmon.backends.base import finish_sample as _decode  # noqa: F401 - kept importable here
-from salmon.backends.hf import sample_batch  # noqa: F401 - the reference sampler, kept importable here
 from salmon.backends.load import load_backend, resolve_backend
 from salmon.chat import user_prompt
 from salmon.config import opt

@@ -64,7 +64,7 @@ def test_greedy_is_deterministic_across_batch_settings(tiny_model, tmp_path):
 
 
 def test_stop_strings_cut_and_mark_finished(tiny_model):
-    from salmon.generate import _decode
+    from salmon.backends.base import finish_sample as _decode
     from salmon.models import load_tokenizer
 
     tok = load_tokenizer(str(tiny_model))

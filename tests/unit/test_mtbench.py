@@ -28,8 +28,8 @@ def test_bad_question_file(tmp_path):
 
 def test_second_turn_is_asked_with_the_models_own_first_answer(tiny_model, tmp_path):
     """Black-box: the second answer equals greedy decoding of [turn 1, own answer 1, turn 2]."""
+    from salmon.backends.hf import sample_batch
     from salmon.chat import render_chat
-    from salmon.generate import sample_batch
     from salmon.models import load_causal_lm, load_tokenizer
     from salmon.mtbench import turn_items
 
