@@ -95,9 +95,9 @@ BENCHES: dict[str, Stage] = {
     "judge": Stage("salmon.judge.bench", "BenchJudgeConfig", "bench_judge", (), _help(
         "Time the prefix-shared judge against the full-prompt one, side by side.",
         "salmon bench judge --model default --pairs 16 --principles 8")),
-    "steer": Stage("salmon.rl.bench", "SteerBenchConfig", "steer", (), _help(
+    "steer": Stage("salmon.rl.steer_bench", "SteerBenchConfig", "steer", (), _help(
         "Two short PPO runs that differ only in their principles; how each changes the policy.",
-        "salmon bench steer --rm rm/")),
+        "salmon bench steer --rm rm/ --seeds 0,1,2 --json")),
     "rl-memory": Stage("salmon.rl.bench", "MemoryBenchConfig", "rl_memory", (), _help(
         "Peak memory of one PPO step with one shared base model against separate copies.",
         "salmon bench rl-memory --model default")),

@@ -1,7 +1,7 @@
 """RL benchmarks: does the choice of principles steer the policy, and what does sharing
 one base model save?
 
-    salmon bench steer --rm rm/ --json        # brevity vs thoroughness, same RM and prompts
+    salmon bench steer --rm rm/ --json        # brevity vs thoroughness (salmon.rl.steer_bench)
     salmon bench rl-memory --json             # peak RSS of one PPO step, shared vs separate
 
 `make_untrained_rm` writes a reward-model folder in the trained format (a seq-cls LoRA
@@ -55,98 +55,6 @@ def make_untrained_rm(base_spec: str, out: str | Path, seed: int = 0, r: int = 8
         "base_model": base_spec, "template": "rm", "max_length": max_length,
         "reward_mean": 0.0, "reward_std": 1.0}))
     return out
-
-
-# ---- steering -----------------------------------------------------------------------
-
-@dataclass
-class SteerBenchConfig:
-    policy: str = opt("default", "Starting policy ('default' = embedded SmolLM2-135M-Instruct)")
-    rm: str = opt("rm", "Trained reward model folder (the same RM for both runs)")
-    sets: list[str] = opt(["brevity", "thoroughness"], "The two principle files (or built-in names) to compare")
-    prompts: str = opt("builtin", "Training prompts")
-    eval_prompts: str = opt("eval", "Prompts for the before/after measurement")
-    eval_limit: int = opt(12, "Evaluation prompts used")
-    eval_samples: int = opt(2, "Samples per evaluation prompt")
-    steps: int = opt(20, "PPO steps per run")
-    batch_size: int = opt(4, "Prompts per PPO step")
-    max_new_tokens: int = opt(48, "Response tokens in training")
-    eval_max_new_tokens: int = opt(96, "Response tokens in the before/after measurement")
-    ppo_epochs: int = opt(2, "PPO epochs per rollout")
-    learning_rate: float = opt(3e-4, "Learning rate")
-    temperature: float = opt(0.7, "Sampling temperature (training and measurement)")
-    seed: int = opt(0, "Random seed")
-    out: str = opt("bench_steer", "Folder for the two RL runs (a rerun reuses finished runs)")
-    json: bool = opt(False, "Print only the JSON result")
-
-
-def steer(cfg: SteerBenchConfig) -> None:
-    """Two PPO runs that differ only in their principle file; length and RM score of the
-    policy before and after each, measured on the same held-out prompts and seeds."""
-    import time
-
-    from salmon.models import load_causal_lm
-    from salmon.principles import load_principles
-    from salmon.reward.model import InstructableRewardModel
-    from salmon.rl.ppo import RLConfig, rl
-
-    if len(cfg.sets) != 2:
-        raise SalmonError(f"--sets: expected two principle files, got {len(cfg.sets)}")
-    names = [Path(s).stem for s in cfg.sets]
-    defs = {n: [p.definition for p in load_principles(s)] for n, s in zip(names, cfg.sets, strict=True)}
-    before = _measure(load_causal_lm(cfg.policy, device="cpu"), cfg)
-    runs: dict[str, dict] = {}
-    for name, spec in zip(names, cfg.sets, strict=True):
-        t0 = time.time()
-        out = rl(RLConfig(policy=cfg.policy, rm=cfg.rm, prompts=cfg.prompts, principles=spec, intervention=None,
-                          out=str(Path(cfg.out) / name), steps=cfg.steps, batch_size=cfg.batch_size,
-                          max_new_tokens=cfg.max_new_tokens, ppo_epochs=cfg.ppo_epochs, learning_rate=cfg.learning_rate,
-                          temperature=cfg.temperature, unfinished_penalty=0.0, seed=cfg.seed,
-                          save_steps=cfg.steps, device="cpu", report_to="none"))
-        runs[name] = {"after": _measure(load_causal_lm(str(out), device="cpu"), cfg),
-                      "train_seconds": round(time.time() - t0, 1)}
-    rm = InstructableRewardModel.load(cfg.rm, device="cpu")
-    result: dict = {"policy": cfg.policy, "rm": cfg.rm, "steps": cfg.steps, "prompts_per_step": cfg.batch_size,
-                    "max_new_tokens": cfg.max_new_tokens, "eval_responses": len(before["texts"]), "runs": {}}
-    for name in names:
-        result["runs"][name] = {
-            "before": _describe(before, rm, defs, name), "after": _describe(runs[name]["after"], rm, defs, name),
-            "train_seconds": runs[name]["train_seconds"]}
-    a, b = names
-    after_len = {n: result["runs"][n]["after"]["mean_length"] for n in names}
-    result[f"length_ratio_{b}_over_{a}_after"] = round(after_len[b] / max(after_len[a], 1e-9), 3)
-    result["length_ratio_before"] = 1.0  # both runs start from the same policy and samples
-    _emit(result, cfg.json)
-
-
-def _measure(lm, cfg: SteerBenchConfig) -> dict:
-    """Responses of `lm` to the evaluation prompts (fixed seeds), with token lengths."""
-    from salmon.models import load_tokenizer
-    from salmon.rl.models import Role
-    from salmon.rl.rollout import fit_prompt, sample_responses
-    from salmon.sources import load_prompts
-
-    tok = load_tokenizer(cfg.policy)
-    prompts = [p["prompt"] for p in load_prompts(cfg.eval_prompts, limit=cfg.eval_limit)] * cfg.eval_samples
-    fitted = [fit_prompt(tok, p, 256) for p in prompts]
-    role = Role(lm, list(lm.peft_config) if hasattr(lm, "peft_config") else None)
-    texts, lengths, finished = [], [], []
-    for s in range(0, len(fitted), 8):
-        chunk = fitted[s:s + 8]
-        out = sample_responses(role, tok, [f[1] for f in chunk], max_new_tokens=cfg.eval_max_new_tokens,
-                               temperature=cfg.temperature, seed=cfg.seed + s)
-        texts += out.texts
-        lengths += out.lengths.tolist()
-        finished += out.finished.tolist()
-    return {"prompts": [f[0] for f in fitted], "texts": texts, "lengths": lengths, "finished": finished}
-
-
-def _describe(m: dict, rm, defs: dict[str, list[str]], own: str) -> dict:
-    n = len(m["texts"])
-    scores = {name: rm.score(m["prompts"], m["texts"], [d] * n) for name, d in defs.items()}
-    return {"mean_length": round(sum(m["lengths"]) / n, 2), "stop_rate": round(sum(m["finished"]) / n, 3),
-            "mean_rm_score": round(sum(scores[own]) / n, 4),
-            "mean_rm_score_under": {name: round(sum(s) / n, 4) for name, s in scores.items()}}
 
 
 # ---- memory -------------------------------------------------------------------------

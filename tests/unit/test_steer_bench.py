@@ -1,0 +1,138 @@
+"""The steering benchmark: targets and cap room on hand-computed numbers, the per-seed
+assembly with fake measurements (no model runs), and one tiny-model run end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from salmon.errors import SalmonError
+from salmon.rl import steer_bench
+from salmon.rl.bench import make_untrained_rm
+from salmon.rl.steer_bench import SteerBenchConfig, cap_room, steer, steer_targets
+
+
+def _entry(seed, b_before, b_after, t_before, t_after):
+    return {"seed": seed, "brevity_before": b_before, "brevity_after": b_after,
+            "thoroughness_before": t_before, "thoroughness_after": t_after}
+
+
+def test_steer_targets_hand_checked():
+    # seed 0: 60 <= 0.67 * 90 = 60.3 and 135 >= 1.5 * 90 = 135 (both on the edge, both met)
+    # seed 1: 68 > 0.67 * 100 = 67 (brevity missed), 160 >= 150 (thoroughness met)
+    by_seed = [_entry(0, 90, 60, 90, 135), _entry(1, 100, 68, 100, 160)]
+    t = steer_targets(by_seed)
+    assert t["by_seed"] == [{"seed": 0, "brevity": True, "thoroughness": True, "both": True},
+                            {"seed": 1, "brevity": False, "thoroughness": True, "both": False}]
+    assert t["all"] is False
+    assert steer_targets(by_seed[:1])["all"] is True
+    # thoroughness 134.9 < 135 misses; looser thresholds change the verdict
+    assert steer_targets([_entry(0, 90, 60, 90, 134.9)])["all"] is False
+    assert steer_targets([_entry(1, 100, 68, 100, 160)], shrink=0.7)["all"] is True
+    assert steer_targets([])["all"] is False
+    # custom set names come from the keys, in order
+    custom = {"seed": 3, "short_before": 10, "short_after": 5, "long_before": 10, "long_after": 14}
+    assert steer_targets([custom])["by_seed"][0] == {"seed": 3, "short": True, "long": False, "both": False}
+
+
+def test_cap_room_uses_the_longest_starting_mean():
+    assert cap_room(512, [100.0, 128.0]) == 4.0  # 512 / 128
+    assert cap_room(96, [86.5]) == round(96 / 86.5, 3) == 1.11
+    assert cap_room(96, [0.0]) is None and cap_room(96, []) is None
+
+
+class _FakeRM:
+    def score(self, prompts, texts, principles):  # a longer answer scores higher under any principle
+        return [float(len(t)) for t in texts]
+
+
+def _fake_models(monkeypatch, calls):
+    """Starting policy answers 90 + 10*seed tokens; the brevity run halves that, the
+    thoroughness run doubles it (trebles for seed 1)."""
+    import salmon.models
+    import salmon.reward.model
+    import salmon.rl.ppo
+
+    def fake_rl(cfg):
+        calls.append((cfg.out, cfg.seed, cfg.principles))
+        return Path(cfg.out)
+
+    def fake_measure(lm, cfg, seed):
+        start = 90 + 10 * seed
+        factor = {"brevity": 0.5, "thoroughness": 2.0 if seed == 0 else 3.0}.get(Path(str(lm)).name, 1.0)
+        n = length = int(start * factor)
+        return {"prompts": ["p", "q"], "texts": ["x" * n, "y" * n], "lengths": [length, length],
+                "finished": [True, factor != 1.0]}
+
+    monkeypatch.setattr(salmon.rl.ppo, "rl", fake_rl)
+    monkeypatch.setattr(salmon.models, "load_causal_lm", lambda spec, device="cpu": spec)
+    monkeypatch.setattr(steer_bench, "_measure", fake_measure)
+    monkeypatch.setattr(salmon.reward.model.InstructableRewardModel, "load",
+                        classmethod(lambda cls, path, device="cpu": _FakeRM()))
+
+
+def test_by_seed_assembly_with_fake_measurements(monkeypatch, tmp_path, capsys):
+    calls: list = []
+    _fake_models(monkeypatch, calls)
+    steer(SteerBenchConfig(policy="start", rm="rm", seeds=[0, 1], eval_max_new_tokens=288,
+                           out=str(tmp_path / "s"), json=True))
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert calls == [(str(tmp_path / "s" / "seed0" / "brevity"), 0, "brevity"),
+                     (str(tmp_path / "s" / "seed0" / "thoroughness"), 0, "thoroughness"),
+                     (str(tmp_path / "s" / "seed1" / "brevity"), 1, "brevity"),
+                     (str(tmp_path / "s" / "seed1" / "thoroughness"), 1, "thoroughness")]
+    first, second = result["by_seed"]
+    assert {k: first[k] for k in list(first)[:7]} == {
+        "seed": 0, "brevity_before": 90.0, "brevity_after": 45.0, "thoroughness_before": 90.0,
+        "thoroughness_after": 180.0, "brevity_ratio": 0.5, "thoroughness_ratio": 2.0}
+    assert (second["seed"], second["brevity_after"], second["thoroughness_after"]) == (1, 50.0, 300.0)
+    run = first["runs"]["thoroughness"]
+    assert run["before"]["stop_rate"] == 0.5 and run["after"]["stop_rate"] == 1.0
+    assert run["after"]["mean_rm_score"] == 180.0 == run["after"]["mean_rm_score_under"]["brevity"]
+    assert result["targets_met"]["all"] is True
+    # 288 / 100 (seed 1 starts longest): below 3x, so not ok, and a warning names the figures
+    assert result["eval_cap_over_start_length"] == 2.88 and result["cap_ok"] is False
+    assert "runs" not in result  # only with one seed
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "seed 1" in warnings[0] and "288" in warnings[0] and "100.0" in warnings[0]
+
+
+def test_one_seed_keeps_the_earlier_fields(monkeypatch, tmp_path, capsys):
+    _fake_models(monkeypatch, [])
+    steer(SteerBenchConfig(policy="start", rm="rm", seed=0, eval_max_new_tokens=300, out=str(tmp_path), json=True))
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["seeds"] == [0] and len(result["by_seed"]) == 1
+    assert result["length_ratio_thoroughness_over_brevity_after"] == 4.0  # 180 / 45
+    assert result["runs"]["brevity"]["after"]["mean_length"] == 45.0
+    assert result["cap_ok"] is True and "warning" not in captured.err  # 300 / 90 = 3.33
+
+
+@pytest.mark.parametrize("kwargs, match", [({"seeds": [1, 1]}, "--seeds"), ({"seeds": []}, "--seeds"),
+                                           ({"sets": ["brevity"]}, "--sets"),
+                                           ({"eval_max_new_tokens": 0}, "--eval-max-new-tokens")])
+def test_bad_settings_fail_before_any_model_runs(kwargs, match, tmp_path):
+    with pytest.raises(SalmonError, match=match):
+        steer(SteerBenchConfig(rm="missing", out=str(tmp_path / "s"), **kwargs))
+    assert not (tmp_path / "s").exists()
+
+
+def test_steer_bench_tiny_two_seeds(cli, tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    rm = make_untrained_rm(str(tiny_model), tmp_path / "rm", randomize=True)
+    code, out, err = cli("bench", "steer", "--policy", tiny_model, "--rm", rm, "--steps", "1", "--seeds", "0,1",
+                         "--batch-size", "2", "--max-new-tokens", "4", "--eval-max-new-tokens", "4",
+                         "--eval-limit", "2", "--eval-samples", "1", "--ppo-epochs", "1",
+                         "--out", tmp_path / "steer", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert [e["seed"] for e in result["by_seed"]] == [0, 1]
+    for e in result["by_seed"]:
+        assert {"brevity_before", "brevity_after", "thoroughness_before", "thoroughness_after"} <= set(e)
+        assert e["brevity_before"] == e["thoroughness_before"] > 0  # one starting measurement per seed
+        assert set(e["runs"]["brevity"]["before"]) >= {"mean_length", "mean_rm_score", "stop_rate"}
+    assert set(result["targets_met"]) >= {"all", "by_seed"} and isinstance(result["cap_ok"], bool)
+    assert (tmp_path / "steer" / "seed1" / "thoroughness" / "summary.json").exists()
