@@ -6,8 +6,6 @@ import json
 
 import pytest
 
-from salmon.rl.bench import make_untrained_rm
-
 
 @pytest.mark.slow
 def test_rl_memory_bench_json(cli, tiny_model, monkeypatch):

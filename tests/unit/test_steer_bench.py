@@ -59,10 +59,11 @@ def _fake_models(monkeypatch, calls):
         calls.append((cfg.out, cfg.seed, cfg.principles))
         return Path(cfg.out)
 
-    def fake_measure(lm, cfg, seed):
+    def fake_measure(lm, cfg, seed, cap):
+        calls.append(("measure", str(lm), seed, cap))
         start = 90 + 10 * seed
         factor = {"brevity": 0.5, "thoroughness": 2.0 if seed == 0 else 3.0}.get(Path(str(lm)).name, 1.0)
-        n = length = int(start * factor)
+        n = length = min(int(start * factor), cap)
         return {"prompts": ["p", "q"], "texts": ["x" * n, "y" * n], "lengths": [length, length],
                 "finished": [True, factor != 1.0]}
 
@@ -80,21 +81,26 @@ def test_by_seed_assembly_with_fake_measurements(monkeypatch, tmp_path, capsys):
                            out=str(tmp_path / "s"), json=True))
     captured = capsys.readouterr()
     result = json.loads(captured.out)
-    assert calls == [(str(tmp_path / "s" / "seed0" / "brevity"), 0, "brevity"),
-                     (str(tmp_path / "s" / "seed0" / "thoroughness"), 0, "thoroughness"),
-                     (str(tmp_path / "s" / "seed1" / "brevity"), 1, "brevity"),
-                     (str(tmp_path / "s" / "seed1" / "thoroughness"), 1, "thoroughness")]
+    runs = [str(tmp_path / "s" / f"seed{seed}" / name) for seed in (0, 1) for name in ("brevity", "thoroughness")]
+    assert calls == [("measure", "start", 0, 288), (runs[0], 0, "brevity"), ("measure", runs[0], 0, 288),
+                     (runs[1], 0, "thoroughness"), ("measure", runs[1], 0, 288),
+                     ("measure", "start", 1, 288), (runs[2], 1, "brevity"), ("measure", runs[2], 1, 288),
+                     (runs[3], 1, "thoroughness"), ("measure", runs[3], 1, 288)]
     first, second = result["by_seed"]
     assert {k: first[k] for k in list(first)[:7]} == {
         "seed": 0, "brevity_before": 90.0, "brevity_after": 45.0, "thoroughness_before": 90.0,
         "thoroughness_after": 180.0, "brevity_ratio": 0.5, "thoroughness_ratio": 2.0}
-    assert (second["seed"], second["brevity_after"], second["thoroughness_after"]) == (1, 50.0, 300.0)
+    # seed 1: thoroughness would write 300 tokens, the cap of 288 stops it
+    assert (second["seed"], second["brevity_after"], second["thoroughness_after"]) == (1, 50.0, 288.0)
     run = first["runs"]["thoroughness"]
     assert run["before"]["stop_rate"] == 0.5 and run["after"]["stop_rate"] == 1.0
     assert run["after"]["mean_rm_score"] == 180.0 == run["after"]["mean_rm_score_under"]["brevity"]
+    assert run["length_change_ci95"] == [90.0, 90.0]  # every answer 90 -> 180 tokens: no spread
+    assert second["runs"]["brevity"]["length_change_ci95"] == [-50.0, -50.0]
     assert result["targets_met"]["all"] is True
     # 288 / 100 (seed 1 starts longest): below 3x, so not ok, and a warning names the figures
     assert result["eval_cap_over_start_length"] == 2.88 and result["cap_ok"] is False
+    assert result["eval_max_new_tokens"] == 288 and result["eval_cap_automatic"] is False
     assert "runs" not in result  # only with one seed
     warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "seed 1" in warnings[0] and "288" in warnings[0] and "100.0" in warnings[0]
@@ -111,9 +117,31 @@ def test_one_seed_keeps_the_earlier_fields(monkeypatch, tmp_path, capsys):
     assert result["cap_ok"] is True and "warning" not in captured.err  # 300 / 90 = 3.33
 
 
+def test_automatic_cap_is_chosen_on_the_first_seed(monkeypatch, tmp_path, capsys):
+    calls: list = []
+    _fake_models(monkeypatch, calls)
+    monkeypatch.setattr(steer_bench, "AUTO_CAPS", (64, 128, 256, 512))
+    steer(SteerBenchConfig(policy="start", rm="rm", seeds=[0, 1], out=str(tmp_path), json=True))
+    # seed 0 starts at 90 tokens: 64 (mean 64, 1x) and 128 (mean 90, 1.42x) leave too little
+    # room, 256 (2.84x) too, 512 (5.69x) is enough; seed 1 (100 tokens) and every run use 512
+    measures = [c for c in calls if c[0] == "measure"]
+    assert [c[3] for c in measures[:4]] == [64, 128, 256, 512] and {c[3] for c in measures[4:]} == {512}
+    assert len(measures) == 4 + 2 + 3
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["eval_max_new_tokens"] == 512 and result["eval_cap_automatic"] is True
+    assert result["eval_cap_over_start_length"] == 5.12 and result["cap_ok"] is True  # 512 / 100
+    assert result["by_seed"][0]["thoroughness_after"] == 180.0 and "warning" not in captured.err
+    # none of the automatic caps is enough: the last one is used, with the warning
+    monkeypatch.setattr(steer_bench, "AUTO_CAPS", (64, 128))
+    steer(SteerBenchConfig(policy="start", rm="rm", seeds=[0], out=str(tmp_path / "b"), json=True))
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["eval_max_new_tokens"] == 128 and "warning: seed 0" in captured.err
+
+
 @pytest.mark.parametrize("kwargs, match", [({"seeds": [1, 1]}, "--seeds"), ({"seeds": []}, "--seeds"),
                                            ({"sets": ["brevity"]}, "--sets"),
-                                           ({"eval_max_new_tokens": 0}, "--eval-max-new-tokens")])
+                                           ({"eval_max_new_tokens": -1}, "--eval-max-new-tokens")])
 def test_bad_settings_fail_before_any_model_runs(kwargs, match, tmp_path):
     with pytest.raises(SalmonError, match=match):
         steer(SteerBenchConfig(rm="missing", out=str(tmp_path / "s"), **kwargs))

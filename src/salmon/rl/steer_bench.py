@@ -21,6 +21,7 @@ from salmon.errors import SalmonError
 from salmon.rl.bench import _emit
 
 CAP_ROOM = 3.0  # the evaluation cap must be at least this many times the starting mean length
+AUTO_CAPS = (256, 512, 1024, 2048)  # evaluation caps tried in turn when none is given
 
 
 @dataclass
@@ -35,8 +36,9 @@ class SteerBenchConfig:
     steps: int = opt(20, "PPO steps per run")
     batch_size: int = opt(4, "Prompts per PPO step")
     max_new_tokens: int = opt(48, "Response tokens in training")
-    eval_max_new_tokens: int = opt(512, "Response tokens in the before/after measurement (should be at least "
-                                        "3x the starting policy's mean answer length, so answers have room to grow)")
+    eval_max_new_tokens: int = opt(0, "Response tokens in the before/after measurement; 0 = the smallest of "
+                                      "256/512/1024/2048 that is at least 3x the starting policy's mean answer "
+                                      "length on the first seed (room for answers to grow)")
     ppo_epochs: int = opt(2, "PPO epochs per rollout")
     learning_rate: float = opt(3e-4, "Learning rate")
     temperature: float = opt(0.7, "Sampling temperature (training and measurement)")
@@ -49,26 +51,40 @@ class SteerBenchConfig:
 def steer(cfg: SteerBenchConfig) -> None:
     """For each seed: measure the starting policy, run PPO once per principle set, measure
     each trained policy; then score every measurement with the RM and print the result."""
-    from salmon.models import load_causal_lm
     from salmon.principles import load_principles
     from salmon.reward.model import InstructableRewardModel
 
     names, seeds = _check(cfg)
     defs = {n: [p.definition for p in load_principles(s)] for n, s in zip(names, cfg.sets, strict=True)}
-    measured = []
+    measured, cap = [], cfg.eval_max_new_tokens
     for seed in seeds:
-        before = _measure(load_causal_lm(cfg.policy, device="cpu"), cfg, seed)
-        _warn_cap(cfg.eval_max_new_tokens, _mean(before["lengths"]), seed)
-        runs = {n: _train_and_measure(cfg, seed, n, spec) for n, spec in zip(names, cfg.sets, strict=True)}
+        before, cap = _measure_start(cfg, seed, cap)  # an automatic cap is chosen on the first seed only
+        _warn_cap(cap, _mean(before["lengths"]), seed)
+        runs = {n: _train_and_measure(cfg, seed, n, spec, cap) for n, spec in zip(names, cfg.sets, strict=True)}
         measured.append((seed, before, runs))
     rm = InstructableRewardModel.load(cfg.rm, device="cpu")
     by_seed = []
     for seed, before, runs in measured:
         described = {"before": _describe(before, rm, defs)}
         for n, run in runs.items():
-            described[n] = {"after": _describe(run["after"], rm, defs), "train_seconds": run["train_seconds"]}
+            described[n] = {"after": _describe(run["after"], rm, defs), "train_seconds": run["train_seconds"],
+                            "length_change_ci95": _paired_ci(before["lengths"], run["after"]["lengths"])}
         by_seed.append(seed_entry(seed, described, names))
-    _emit(steer_result(cfg, names, by_seed, len(measured[0][1]["texts"])), cfg.json)
+    _emit(steer_result(cfg, names, by_seed, len(measured[0][1]["texts"]), cap), cfg.json)
+
+
+def _measure_start(cfg: SteerBenchConfig, seed: int, cap: int) -> tuple[dict, int]:
+    """The starting policy's answers at `cap`; with cap 0, at the first of AUTO_CAPS that
+    leaves CAP_ROOM x room over their mean length (the last one if none does)."""
+    from salmon.models import load_causal_lm
+
+    lm = load_causal_lm(cfg.policy, device="cpu")
+    for tried in [cap] if cap else AUTO_CAPS:
+        measured = _measure(lm, cfg, seed, tried)
+        room = cap_room(tried, [_mean(measured["lengths"])])
+        if room is None or room >= CAP_ROOM:
+            break
+    return measured, tried
 
 
 def _warn_cap(cap: int, start_mean: float, seed: int) -> None:
@@ -88,12 +104,12 @@ def _check(cfg: SteerBenchConfig) -> tuple[list[str], list[int]]:
     seeds = list(cfg.seeds) if cfg.seeds is not None else [cfg.seed]
     if not seeds or len(set(seeds)) != len(seeds):
         raise SalmonError(f"--seeds: expected one or more different seeds, got {seeds}")
-    if cfg.eval_max_new_tokens < 1:
-        raise SalmonError("--eval-max-new-tokens must be at least 1")
+    if cfg.eval_max_new_tokens < 0:
+        raise SalmonError("--eval-max-new-tokens must be 0 (automatic) or more")
     return names, seeds
 
 
-def _train_and_measure(cfg: SteerBenchConfig, seed: int, name: str, spec: str) -> dict:
+def _train_and_measure(cfg: SteerBenchConfig, seed: int, name: str, spec: str, cap: int) -> dict:
     import time
 
     from salmon.models import load_causal_lm
@@ -105,12 +121,12 @@ def _train_and_measure(cfg: SteerBenchConfig, seed: int, name: str, spec: str) -
                       max_new_tokens=cfg.max_new_tokens, ppo_epochs=cfg.ppo_epochs, learning_rate=cfg.learning_rate,
                       temperature=cfg.temperature, unfinished_penalty=0.0, seed=seed,
                       save_steps=cfg.steps, device="cpu", report_to="none"))
-    return {"after": _measure(load_causal_lm(str(out), device="cpu"), cfg, seed),
+    return {"after": _measure(load_causal_lm(str(out), device="cpu"), cfg, seed, cap),
             "train_seconds": round(time.time() - t0, 1)}
 
 
-def _measure(lm, cfg: SteerBenchConfig, seed: int) -> dict:
-    """Responses of `lm` to the evaluation prompts (fixed seeds), with token lengths."""
+def _measure(lm, cfg: SteerBenchConfig, seed: int, cap: int) -> dict:
+    """Responses of `lm` (at most `cap` tokens) to the evaluation prompts (fixed seeds), with token lengths."""
     from salmon.models import load_tokenizer
     from salmon.rl.models import Role
     from salmon.rl.rollout import fit_prompt, sample_responses
@@ -123,7 +139,7 @@ def _measure(lm, cfg: SteerBenchConfig, seed: int) -> dict:
     texts, lengths, finished = [], [], []
     for s in range(0, len(fitted), 8):
         chunk = fitted[s:s + 8]
-        out = sample_responses(role, tok, [f[1] for f in chunk], max_new_tokens=cfg.eval_max_new_tokens,
+        out = sample_responses(role, tok, [f[1] for f in chunk], max_new_tokens=cap,
                                temperature=cfg.temperature, seed=seed + s)
         texts += out.texts
         lengths += out.lengths.tolist()
@@ -137,6 +153,14 @@ def _describe(m: dict, rm, defs: dict[str, list[str]]) -> dict:
     scores = {name: rm.score(m["prompts"], m["texts"], [d] * n) for name, d in defs.items()}
     return {"mean_length": round(_mean(m["lengths"]), 2), "stop_rate": round(sum(m["finished"]) / n, 3),
             "mean_rm_score_under": {name: round(sum(s) / n, 4) for name, s in scores.items()}}
+
+
+def _paired_ci(before: list[int], after: list[int]) -> list[float]:
+    """95% bootstrap interval of mean(after) - mean(before) length, paired by prompt slot
+    (the same prompt and sample index before and after)."""
+    from salmon.stats import diff_ci
+
+    return [round(v, 2) for v in diff_ci(before, after, paired=True)]
 
 
 def _mean(xs: list[float]) -> float:
@@ -160,7 +184,7 @@ def seed_entry(seed: int, described: dict, names: list[str]) -> dict:
     for n in names:
         entry[f"{n}_ratio"] = _ratio(entry[f"{n}_after"], entry[f"{n}_before"])
     entry["runs"] = {n: {"before": _own(before, n), "after": _own(described[n]["after"], n),
-                         "train_seconds": described[n].get("train_seconds")} for n in names}
+                         **{k: v for k, v in described[n].items() if k != "after"}} for n in names}
     return entry
 
 
@@ -191,13 +215,14 @@ def cap_room(cap: int, before_means: list[float]) -> float | None:
     return round(cap / longest, 3) if longest > 0 else None
 
 
-def steer_result(cfg: SteerBenchConfig, names: list[str], by_seed: list[dict], n_eval: int) -> dict:
+def steer_result(cfg: SteerBenchConfig, names: list[str], by_seed: list[dict], n_eval: int, cap: int) -> dict:
     """The printed result: settings, `by_seed`, targets, cap room; with one seed also the
     earlier top-level `runs` and length ratio."""
     a, b = names
-    room = cap_room(cfg.eval_max_new_tokens, [e[f"{a}_before"] for e in by_seed])
+    room = cap_room(cap, [e[f"{a}_before"] for e in by_seed])
     result: dict = {"policy": cfg.policy, "rm": cfg.rm, "steps": cfg.steps, "prompts_per_step": cfg.batch_size,
-                    "max_new_tokens": cfg.max_new_tokens, "eval_max_new_tokens": cfg.eval_max_new_tokens,
+                    "max_new_tokens": cfg.max_new_tokens, "eval_max_new_tokens": cap,
+                    "eval_cap_automatic": not cfg.eval_max_new_tokens,
                     "eval_responses": n_eval, "seeds": [e["seed"] for e in by_seed], "by_seed": by_seed,
                     "targets_met": steer_targets(by_seed, names=names),
                     "eval_cap_over_start_length": room, "cap_ok": room is not None and room >= CAP_ROOM}
