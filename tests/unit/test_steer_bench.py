@@ -10,7 +10,6 @@ import pytest
 
 from salmon.errors import SalmonError
 from salmon.rl import steer_bench
-from salmon.rl.bench import make_untrained_rm
 from salmon.rl.steer_bench import SteerBenchConfig, cap_room, steer, steer_targets
 
 
@@ -53,6 +52,7 @@ def _fake_models(monkeypatch, calls):
     thoroughness run doubles it (trebles for seed 1)."""
     import salmon.models
     import salmon.reward.model
+    import salmon.rl.models
     import salmon.rl.ppo
 
     def fake_rl(cfg):
@@ -68,6 +68,7 @@ def _fake_models(monkeypatch, calls):
                 "finished": [True, factor != 1.0]}
 
     monkeypatch.setattr(salmon.rl.ppo, "rl", fake_rl)
+    monkeypatch.setattr(salmon.rl.models, "check_rm_folder", lambda path: Path(path))
     monkeypatch.setattr(salmon.models, "load_causal_lm", lambda spec, device="cpu": spec)
     monkeypatch.setattr(steer_bench, "_measure", fake_measure)
     monkeypatch.setattr(salmon.reward.model.InstructableRewardModel, "load",
@@ -141,17 +142,17 @@ def test_automatic_cap_is_chosen_on_the_first_seed(monkeypatch, tmp_path, capsys
 
 @pytest.mark.parametrize("kwargs, match", [({"seeds": [1, 1]}, "--seeds"), ({"seeds": []}, "--seeds"),
                                            ({"sets": ["brevity"]}, "--sets"),
-                                           ({"eval_max_new_tokens": -1}, "--eval-max-new-tokens")])
-def test_bad_settings_fail_before_any_model_runs(kwargs, match, tmp_path):
+                                           ({"eval_max_new_tokens": -1}, "--eval-max-new-tokens"),
+                                           ({"rm": "missing"}, "--rm missing: reward model folder not found")])
+def test_bad_settings_fail_before_any_model_runs(kwargs, match, tmp_path, random_rm):
     with pytest.raises(SalmonError, match=match):
-        steer(SteerBenchConfig(rm="missing", out=str(tmp_path / "s"), **kwargs))
+        steer(SteerBenchConfig(**{"rm": str(random_rm), "out": str(tmp_path / "s"), **kwargs}))
     assert not (tmp_path / "s").exists()
 
 
-def test_steer_bench_tiny_two_seeds(cli, tiny_model, tmp_path, monkeypatch):
+def test_steer_bench_tiny_two_seeds(cli, tiny_model, random_rm, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    rm = make_untrained_rm(str(tiny_model), tmp_path / "rm", randomize=True)
-    code, out, err = cli("bench", "steer", "--policy", tiny_model, "--rm", rm, "--steps", "1", "--seeds", "0,1",
+    code, out, err = cli("bench", "steer", "--policy", tiny_model, "--rm", random_rm, "--steps", "1", "--seeds", "0,1",
                          "--batch-size", "2", "--max-new-tokens", "4", "--eval-max-new-tokens", "4",
                          "--eval-limit", "2", "--eval-samples", "1", "--ppo-epochs", "1",
                          "--out", tmp_path / "steer", "--json")

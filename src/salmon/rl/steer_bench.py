@@ -96,6 +96,10 @@ def _warn_cap(cap: int, start_mean: float, seed: int) -> None:
 
 
 def _check(cfg: SteerBenchConfig) -> tuple[list[str], list[int]]:
+    """Settings a user can get wrong, checked before any model runs; (set names, seeds)."""
+    from salmon.rl.models import check_rm_folder
+
+    check_rm_folder(cfg.rm)
     if len(cfg.sets) != 2:
         raise SalmonError(f"--sets: expected two principle files, got {len(cfg.sets)}")
     names = [Path(s).stem for s in cfg.sets]
