@@ -60,6 +60,9 @@ class LabelSourcesConfig:
     verify_families: list[str] = opt([], "Use only these verifiable families (default: all)")
     verify_per_pair: int = opt(2, "Deciding verifiable principles (different families) per pair and pass")
     verify_max_principles: int = opt(2, "Most principles shown in one verify example")
+    twins: bool = opt(False, "Emit every verify and contrast example with its negated twin (each shown "
+                             "principle negated, chosen and rejected swapped), kept together when mixing: "
+                             "what the reward model's flip term and contrastive objective learn from")
 
     def validate_sources(self) -> None:
         parse_shares(self.source_shares)
@@ -121,6 +124,21 @@ def allocate(available: dict[str, int], shares: dict[str, float], total: int | N
     return take
 
 
+def pick_whole_groups(examples: list[dict[str, Any]], k: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """About `k` of `examples`, drawn at random but never splitting a `_group` (an example
+    and its negated twin); examples without `_group` are groups of one. Order is kept;
+    with groups of two and an odd `k`, one example fewer than `k`."""
+    groups: dict[Any, list[int]] = {}
+    for i, e in enumerate(examples):
+        groups.setdefault(e.get("_group", i), []).append(i)
+    units = list(groups.values())
+    keep: list[int] = []
+    for u in rng.permutation(len(units)).tolist():
+        if len(keep) + len(units[u]) <= k:
+            keep += units[u]
+    return [examples[i] for i in sorted(keep)]
+
+
 # --- verify source -----------------------------------------------------------------
 
 def _example(pair: dict[str, Any], label: int, shown: list[Principle], source: str, pass_idx: int) -> dict[str, Any]:
@@ -128,7 +146,7 @@ def _example(pair: dict[str, Any], label: int, shown: list[Principle], source: s
     return {"pair_id": str(pair["id"]), "prompt": pair["prompt"], "chosen": a if label > 0 else b,
             "rejected": b if label > 0 else a, "principles": [p.definition for p in shown],
             "dominant_principle": shown[0].name, "rule": "", "pass": pass_idx, "label_source": source,
-            "_noise": False, "_rule_agrees": None}
+            "_noise": False, "_rule_agrees": None, "_shown": list(shown)}
 
 
 def _signed(v: Verifiable, d: int, negate: bool) -> tuple[Principle, int]:
@@ -149,7 +167,7 @@ def differing(pair: dict[str, Any], vps: list[Verifiable]) -> dict[str, list[tup
 
 def verify_pair_examples(pair: dict[str, Any], known: dict[str, list[tuple[Verifiable, int]]],
                          rng: np.random.Generator, pass_idx: int, per_pair: int, max_shown: int,
-                         negation_prob: float) -> list[dict[str, Any]]:
+                         negation_prob: float, twins: bool = False) -> list[dict[str, Any]]:
     """Examples for one pair and pass (see the module doc for which principles are shown)."""
     families = list(known)
     order = rng.permutation(len(families)).tolist()
@@ -169,8 +187,20 @@ def verify_pair_examples(pair: dict[str, Any], known: dict[str, list[tuple[Verif
                 shown.append(p2)
         extra = shown[1:]
         rng.shuffle(extra)  # the decider is named in dominant_principle; its position is not a cue
-        out.append(_example(pair, label, shown[:1] + extra, "verify", pass_idx))
+        out += with_twin(_example(pair, label, shown[:1] + extra, "verify", pass_idx), twins)
     return out
+
+
+def with_twin(example: dict[str, Any], twins: bool) -> list[dict[str, Any]]:
+    """[example], or [example, its negated twin] with `twins`: every shown principle
+    negated and chosen/rejected swapped (both tagged with one `_group` for mixing)."""
+    shown = example.pop("_shown")
+    if not twins:
+        return [example]
+    twin = {**example, "chosen": example["rejected"], "rejected": example["chosen"],
+            "principles": [p.negated().definition for p in shown], "dominant_principle": shown[0].negated().name}
+    group = f"{example['label_source']}:{example['pair_id']}:{example['pass']}:{example['principles']}"
+    return [{**example, "_group": group}, {**twin, "_group": group}]
 
 
 def verify_examples(pairs: list[dict[str, Any]], vps: list[Verifiable], cfg: Any) -> tuple[list[dict[str, Any]], Counter]:
@@ -190,7 +220,7 @@ def verify_examples(pairs: list[dict[str, Any]], vps: list[Verifiable], cfg: Any
         for p in range(cfg.passes):
             rng = np.random.default_rng([cfg.seed, 104_729, p, i])
             examples += verify_pair_examples(pair, known, rng, p, cfg.verify_per_pair, cfg.verify_max_principles,
-                                             cfg.negation_prob)
+                                             cfg.negation_prob, cfg.twins)
     return examples, counts
 
 
@@ -230,8 +260,8 @@ def contrast_examples(rows: list[dict[str, Any]], cfg: Any) -> tuple[list[dict[s
         for p in range(cfg.passes):
             rng = np.random.default_rng([cfg.seed, 130_363, p, i])
             negate = bool(rng.random() < cfg.negation_prob)
-            examples.append(_example(rec, -1 if negate else 1, [principle.negated() if negate else principle],
-                                     "contrast", p))
+            examples += with_twin(_example(rec, -1 if negate else 1, [principle.negated() if negate else principle],
+                                           "contrast", p), cfg.twins)
     return examples, counts
 
 
@@ -284,9 +314,7 @@ def add_label_sources(judge_examples: list[dict[str, Any]], pairs: list[dict[str
     mixed = []
     for s in SOURCES:
         if take.get(s):
-            ex = by_source[s]
-            keep = sorted(rng.choice(len(ex), size=take[s], replace=False).tolist())
-            mixed += [ex[k] for k in keep]
+            mixed += pick_whole_groups(by_source[s], take[s], rng)
     summary = {s: {"available": len(by_source.get(s, [])), "used": take.get(s, 0), "share": shares.get(s, 0.0)}
                for s in SOURCES}
     return mixed, counts, summary

@@ -48,8 +48,9 @@ class Principle:
             object.__setattr__(self, "negation", derive_negation(self.definition))
 
     def negated(self) -> Principle:
-        """The same principle with definition and negation swapped."""
-        return replace(self, name=f"not {self.name}", definition=self.negation, negation=self.definition)
+        """The same principle with definition and negation swapped ("not X" becomes "X")."""
+        name = self.name[4:] if self.name.startswith("not ") else f"not {self.name}"
+        return replace(self, name=name, definition=self.negation, negation=self.definition)
 
     def render(self, with_name: bool = True) -> str:
         return f"{self.name}: {self.definition}" if with_name else self.definition

@@ -14,6 +14,7 @@ from salmon.label_sources import (
     contrast_examples,
     differing,
     parse_shares,
+    pick_whole_groups,
     verify_examples,
     verify_pair_examples,
 )
@@ -33,7 +34,7 @@ LONG = ("Here is a fuller plan. " + "Staying healthy takes steady habits over ma
 
 def cfg(**kw):
     base = dict(passes=2, seed=0, negation_prob=0.5, verify_per_pair=2, verify_max_principles=3,
-                contrast_filter="checked")
+                contrast_filter="checked", twins=False)
     return SimpleNamespace(**{**base, **kw})
 
 
@@ -82,6 +83,41 @@ def test_verify_labels_are_exact_and_every_shown_principle_agrees():
             labels_hold(ex)
             negated += ex["dominant_principle"].startswith("not ")
     assert 20 < negated < 60  # about half of 80
+
+
+def test_twins_negate_every_shown_principle_and_swap_the_sides():
+    pair = {"id": "x", "prompt": "q", "response_a": SHORT, "response_b": LONG}
+    known = differing(pair, TRAIN)
+    for p in range(10):
+        exs = verify_pair_examples(pair, known, np.random.default_rng(p), p, per_pair=2, max_shown=3,
+                                   negation_prob=0.5, twins=True)
+        assert len(exs) == 4
+        for a, b in (exs[0:2], exs[2:4]):
+            assert a["_group"] == b["_group"] and (a["chosen"], a["rejected"]) == (b["rejected"], b["chosen"])
+            assert len(a["principles"]) == len(b["principles"])
+            for ta, tb in zip(a["principles"], b["principles"], strict=True):
+                assert BY_TEXT[ta][0] is BY_TEXT[tb][0] and BY_TEXT[ta][1] != BY_TEXT[tb][1]  # same, negated
+            labels_hold(a)
+            labels_hold(b)
+            # a negated decider's twin is named plainly again, never "not not ..."
+            assert {a["dominant_principle"], b["dominant_principle"]} == {a["dominant_principle"].removeprefix("not "),
+                                                                          "not " + a["dominant_principle"].removeprefix("not ")}
+    pr = {"name": "Word limit 30", "definition": "At most 30 words.", "negation": "More than 30 words."}
+    rows = [{"id": "ok", "prompt": "q", "response_a": SHORT, "response_b": LONG, "principle": pr, "checked": True}]
+    ex, _ = contrast_examples(rows, cfg(passes=1, twins=True))
+    assert sorted((e["chosen"], e["principles"]) for e in ex) == sorted([(SHORT, [pr["definition"]]),
+                                                                          (LONG, [pr["negation"]])])
+
+
+def test_pick_whole_groups_never_splits_a_twin():
+    ex = [{"i": i, "_group": i // 2} for i in range(10)] + [{"i": 10}, {"i": 11}]  # 5 twin groups, 2 singles
+    for seed in range(20):
+        got = pick_whole_groups(ex, 7, np.random.default_rng(seed))
+        assert 6 <= len(got) <= 7 and [e["i"] for e in got] == sorted(e["i"] for e in got)
+        groups = [e["_group"] for e in got if "_group" in e]
+        assert all(groups.count(g) == 2 for g in groups)
+    assert pick_whole_groups(ex, 100, np.random.default_rng(0)) == ex
+    assert pick_whole_groups(ex, 0, np.random.default_rng(0)) == []
 
 
 def test_verify_drops_and_counts_empty_and_truncated():

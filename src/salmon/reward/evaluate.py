@@ -20,6 +20,10 @@ Each response is scored under the stated principle alone and under its negation
 - the "longer response wins" baseline on the same pairs;
 - a 95% bootstrap interval over pairs for every rate (`<metric>_ci_low`, `_ci_high`,
   salmon/stats.py) and the paired gap `accuracy_minus_longer_wins`.
+A contrastive RM (`train-rm --objective contrastive`, `reward.contrastive`) is scored as
+raw(principle) - raw(labelled negation), so its flip rate is 1 by construction and its
+negation accuracy equals its accuracy: accuracy is the figure that says whether it reads
+the principle; `metrics.json` adds `scoring: contrastive` and the `raw` scores' metrics.
 With `--judge-model M`, the raw self-judge (`salmon eval-judge`, both orders, mean) is
 run on the same file and shown beside the reward model (`out/judge.json`).
 Writes `out/metrics.json`, per-pair rewards `out/scores.jsonl`, and prints a table.
@@ -192,10 +196,15 @@ def score_labeled(rm, rows: list[dict[str, Any]], batch_size: int, progress: boo
                         prompts.append(r["prompt"])
                         responses.append(r[side])
                         lists.append([text])
-            rewards = rm.score(prompts, responses, lists, batch_size=batch_size)
+            contrastive = getattr(rm, "contrastive", False)
+            rewards = (rm.raw_score if contrastive else rm.score)(prompts, responses, lists, batch_size=batch_size)
             for i, r in enumerate(part):
                 rc, rc_neg, rr, rr_neg = rewards[4 * i: 4 * i + 4]
-                out.append({**r, "rc": rc, "rr": rr, "rc_neg": rc_neg, "rr_neg": rr_neg})
+                row = {**r, "rc": rc, "rr": rr, "rc_neg": rc_neg, "rr_neg": rr_neg}
+                if contrastive:  # the RM's reward is raw(P) - raw(not P), with the labelled negation
+                    row.update(raw={"rc": rc, "rr": rr, "rc_neg": rc_neg, "rr_neg": rr_neg},
+                               rc=rc - rc_neg, rr=rr - rr_neg, rc_neg=rc_neg - rc, rr_neg=rr_neg - rr)
+                out.append(row)
             advance(len(part))
     return out
 
@@ -259,6 +268,9 @@ def eval_rm(cfg: EvalRMConfig) -> Path:
     info(f"scoring {len(rows)} pairs under their principle and its negation ({4 * len(rows)} inputs)")
     scored = score_labeled(rm, rows, cfg.batch_size, cfg.progress)
     metrics = rm_metrics(scored)
+    if rm.contrastive:  # flip is 1 by construction; the raw scores show what the model alone does
+        raw = rm_metrics([{**r, **r["raw"]} for r in scored])
+        metrics.update(scoring="contrastive", raw={k: v for k, v in raw.items() if k != "by_principle"})
     judge = judge_side_by_side(cfg, path, files.out)
     result = {"labeled": str(path), "rm": cfg.rm, **metrics, **({"judge": judge} if judge else {})}
     write_jsonl(files.out / "scores.jsonl", [{k: r[k] for k in ("id", "split", "principle", "rc", "rr",

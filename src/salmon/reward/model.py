@@ -27,6 +27,7 @@ from typing import Any
 from salmon.conversation import Prompt
 from salmon.errors import SalmonError
 from salmon.padding import right_pad
+from salmon.reward.contrastive import contrastive_score, is_contrastive
 from salmon.reward.template import TEMPLATE, encode_rm_parts
 
 META_FILE = "salmon_rm.json"
@@ -143,10 +144,26 @@ class InstructableRewardModel:
         get_base = getattr(self.model, "get_base_model", None)
         return get_base() if get_base else self.model
 
+    @property
+    def contrastive(self) -> bool:
+        """Scores are raw(principles) - raw(their negation) (`reward.contrastive`)."""
+        return is_contrastive(self.meta)
+
     def score(self, prompts: list[Prompt], responses: list[str], principles: list[list[str]],
-              batch_size: int = 8, share_prefix: bool = True) -> list[float]:
+              batch_size: int = 8, share_prefix: bool = True,
+              negations: list[list[str]] | None = None) -> list[float]:
         """One reward per (prompt, response, principle list); a prompt is text or a
-        conversation (a list of chat messages ending with a user turn)."""
+        conversation (a list of chat messages ending with a user turn). A contrastive RM
+        subtracts the raw score under each list's negation (`negations`, else derived)."""
+        if self.contrastive:
+            def raw(p, r, ps):
+                return self.raw_score(p, r, ps, batch_size, share_prefix)
+            return contrastive_score(raw, prompts, responses, principles, negations)
+        return self.raw_score(prompts, responses, principles, batch_size, share_prefix)
+
+    def raw_score(self, prompts: list[Prompt], responses: list[str], principles: list[list[str]],
+                  batch_size: int = 8, share_prefix: bool = True) -> list[float]:
+        """The model's own score per (prompt, response, principle list), never contrasted."""
         if not len(prompts) == len(responses) == len(principles):
             raise SalmonError(f"score: got {len(prompts)} prompts, {len(responses)} responses and "
                               f"{len(principles)} principle lists; they must match")

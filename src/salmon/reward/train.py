@@ -43,6 +43,7 @@ from salmon.config import opt
 from salmon.errors import SalmonError
 from salmon.jsonl import atomic_write_text
 from salmon.progress import info
+from salmon.reward.contrastive import CONTRASTIVE, SCORING_KEY
 from salmon.reward.data import (
     load_pmp_rows,
     load_rm_rows,
@@ -57,6 +58,8 @@ from salmon.reward.template import RM_TEMPLATES, TEMPLATE
 from salmon.reward.trainer import build_rm_model, run_phase
 from salmon.stage import StageFiles
 from salmon.trackers import REPORT_TO_HELP, check_report_to
+
+OBJECTIVES = ("plain", CONTRASTIVE)
 
 
 @dataclass
@@ -91,6 +94,9 @@ class TrainRMConfig:
                                    "lists it is shown under (a row and its negated twin); exact, only faster")
     flip_coefficient: float = opt(0.0, "Weight of the flip term: -log sigmoid(margin(P) + margin(not P)) over "
                                        "each row and its negated twin in a batch (0: off)")
+    objective: str = opt("plain", "plain: the Bradley-Terry loss on each row (+ the flip term); contrastive: "
+                                  "only the flip term, on rows with a negated twin (others are dropped), and the "
+                                  "RM scores raw(principles) - raw(negation) (`reward.contrastive`)")
     head_init: str = opt("yes_no", "Score head start: yes_no (the LM's Yes-minus-No logit) or random")
     max_length: int = opt(512, "Maximum tokens per input; the response is cut first, principles never")
     eval_fraction: float = opt(0.1, "Share of pair_ids held out for accuracy (hash of pair_id)")
@@ -123,6 +129,10 @@ class TrainRMConfig:
             raise SalmonError("--max-length must be at least 64")
         if not 0 <= self.eval_fraction < 1:
             raise SalmonError("--eval-fraction must be in [0, 1)")
+        if self.objective not in OBJECTIVES:
+            raise SalmonError(f"--objective {self.objective}: expected {' or '.join(OBJECTIVES)}")
+        if self.objective == CONTRASTIVE and self.pmp_data:
+            raise SalmonError("--pmp-data: preference pairs have no negated twins; use --objective plain with it")
         if self.head_init not in ("yes_no", "random"):
             raise SalmonError(f"--head-init {self.head_init}: expected yes_no or random")
         if self.max_steps is not None and self.max_steps < 0:
@@ -148,6 +158,12 @@ def _split(rows: list[dict[str, Any]], tokenizer, cfg: TrainRMConfig):
         raise SalmonError(f"--data {cfg.data}: every pair fell in the held-out split; lower --eval-fraction")
     train_rows = [rows[i] for i in train_idx]
     units = twin_units(train_rows)
+    if cfg.objective == CONTRASTIVE:  # the flip term learns from twins only
+        train_rows = [train_rows[i] for u in units if len(u) == 2 for i in u]
+        if not train_rows:
+            raise SalmonError(f"--data {cfg.data}: --objective contrastive needs rows with a negated twin "
+                              "(aggregate with --twins); none found")
+        units = twin_units(train_rows)
     train = tokenize_rows(train_rows, tokenizer, cfg.max_length, cfg.max_response_tokens,
                           twin_ids(units, len(train_rows)), cfg.templates)
     held = (tokenize_rows([rows[i] for i in held_idx], tokenizer, cfg.max_length, cfg.max_response_tokens)
@@ -219,11 +235,15 @@ def _finish(cfg: TrainRMConfig, files: StageFiles, model, tok, train, m: dict[st
 
     meta = {"base_model": cfg.model, "template": TEMPLATE, "train_templates": cfg.templates, "max_length": cfg.max_length,
             "reward_mean": 0.0, "reward_std": 1.0}
+    if cfg.objective == CONTRASTIVE:
+        meta[SCORING_KEY] = CONTRASTIVE
     model.eval()
     n = min(cfg.norm_samples, len(train))
     sample = train.select(range(n))
     rm = InstructableRewardModel(model, tok, meta)
     rewards = rm.score_ids(list(sample["chosen_ids"]) + list(sample["rejected_ids"]), cfg.batch_size)
+    if cfg.objective == CONTRASTIVE:  # a twin's rejected input is the same response under the negation
+        rewards = contrastive_rewards(rewards[:n], rewards[n:], list(sample["twin"]))
     if len(rewards) >= 2:
         meta.update(reward_mean=statistics.fmean(rewards), reward_std=statistics.pstdev(rewards) or 1.0)
     rm.save(files.out)
@@ -239,3 +259,20 @@ def _finish(cfg: TrainRMConfig, files: StageFiles, model, tok, train, m: dict[st
         for ckpt in files.out.glob("checkpoint-*"):
             shutil.rmtree(ckpt, ignore_errors=True)
     info(f"reward model written to {files.out} (held-out accuracy: {summary['heldout_accuracy']})")
+
+
+def contrastive_rewards(chosen: list[float], rejected: list[float], twin: list[int]) -> list[float]:
+    """Contrastive rewards raw(y | P) - raw(y | not P) of the responses of twin rows: row a
+    (chosen A under P) and its twin b (chosen B under not P) give A: chosen[a] - rejected[b]
+    and B: rejected[a] - chosen[b], and the same negated for b's principles. Rows without
+    their twin in the list give nothing."""
+    rows: dict[int, list[int]] = {}
+    for i, t in enumerate(twin):
+        if t >= 0:
+            rows.setdefault(t, []).append(i)
+    out: list[float] = []
+    for unit in rows.values():
+        if len(unit) == 2:
+            a, b = unit
+            out += [chosen[a] - rejected[b], rejected[a] - chosen[b], chosen[b] - rejected[a], rejected[b] - chosen[a]]
+    return out

@@ -148,10 +148,11 @@ def collate_with_twins(pad_token_id: int):
 
 
 def make_trainer_class(units: list[list[int]] | None, batch_size: int, seed: int, head_lr_mult: float,
-                       flip_coefficient: float = 0.0, share_prefix: bool = False):
+                       flip_coefficient: float = 0.0, share_prefix: bool = False, bt_coefficient: float = 1.0):
     """RewardTrainer with twin-keeping batches (when `units` is given), a separate learning
-    rate for the score head, `flip_coefficient` x `losses.flip_loss` added in training, and
-    (`share_prefix`) each distinct exchange of a batch run once (`reward.shared`)."""
+    rate for the score head, the training loss `bt_coefficient` x TRL's Bradley-Terry term +
+    `flip_coefficient` x `losses.flip_loss`, and (`share_prefix`) each distinct exchange of
+    a batch run once (`reward.shared`). Evaluation loss stays the plain Bradley-Terry term."""
     from trl import RewardTrainer
 
     class SalmonRewardTrainer(RewardTrainer):
@@ -173,11 +174,13 @@ def make_trainer_class(units: list[list[int]] | None, batch_size: int, seed: int
                 logits = shared_prefix_logits(model, prefixes, suffixes, self.processing_class.pad_token_id)
                 model = precomputed(logits)  # TRL's loss and metrics, on these scores
             loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
-            if flip_coefficient and twin is not None and self.model.training:
+            if self.model.training and (flip_coefficient or bt_coefficient != 1.0):
                 from salmon.reward.losses import flip_loss
 
-                chosen, rejected = outputs.logits.squeeze(-1).chunk(2)
-                loss = loss + flip_coefficient * flip_loss(chosen - rejected, twin)
+                loss = bt_coefficient * loss
+                if flip_coefficient and twin is not None:
+                    chosen, rejected = outputs.logits.squeeze(-1).chunk(2)
+                    loss = loss + flip_coefficient * flip_loss(chosen - rejected, twin)
             return (loss, outputs) if return_outputs else loss
 
         def create_optimizer(self, model=None):
@@ -198,6 +201,14 @@ def make_trainer_class(units: list[list[int]] | None, batch_size: int, seed: int
             return self.optimizer
 
     return SalmonRewardTrainer
+
+
+def loss_weights(cfg: Any) -> tuple[float, bool, float]:
+    """(flip coefficient, share_prefix, Bradley-Terry coefficient) of `cfg`'s objective:
+    `contrastive` trains the flip term alone (weight --flip-coefficient, 1 when unset)."""
+    if cfg.objective == "contrastive":
+        return cfg.flip_coefficient or 1.0, cfg.share_prefix, 0.0
+    return cfg.flip_coefficient, cfg.share_prefix, 1.0
 
 
 def precomputed(logits):
@@ -235,7 +246,7 @@ def run_phase(model, tokenizer, train_ds, eval_ds, out_dir: Path, cfg: Any, epoc
     )
     callbacks = [stop_after_callback(cfg.stop_after)] if cfg.stop_after else []
     trainer_cls = make_trainer_class(units if cfg.pair_batches else None, cfg.batch_size, cfg.seed, cfg.head_lr_mult,
-                                     cfg.flip_coefficient, cfg.share_prefix)
+                                     *loss_weights(cfg))
     trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                           processing_class=tokenizer, callbacks=callbacks,
                           data_collator=collate_with_twins(tokenizer.pad_token_id))

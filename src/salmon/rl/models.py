@@ -229,8 +229,15 @@ class SharedReward:
         self.role, self.head, self.tokenizer, self.meta = role, head, tokenizer, meta
         self.batch_size = batch_size
 
-    @torch.no_grad()
     def score(self, prompts: list[str], responses: list[str], principles: list[list[str]]) -> list[float]:
+        from salmon.reward.contrastive import contrastive_score, is_contrastive
+
+        if is_contrastive(self.meta):
+            return contrastive_score(self.raw_score, prompts, responses, principles)
+        return self.raw_score(prompts, responses, principles)
+
+    @torch.no_grad()
+    def raw_score(self, prompts: list[str], responses: list[str], principles: list[list[str]]) -> list[float]:
         from salmon.padding import right_pad
         from salmon.reward.model import length_buckets
         from salmon.reward.template import encode_rm_input
