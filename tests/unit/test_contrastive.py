@@ -5,7 +5,12 @@ from types import SimpleNamespace
 import pytest
 
 from salmon.errors import SalmonError
-from salmon.reward.contrastive import contrastive_score, is_contrastive, known_negations, negate_list
+from salmon.reward.contrastive import (
+    contrastive_score,
+    is_contrastive,
+    known_negations,
+    negate_list,
+)
 from salmon.reward.evaluate import rm_metrics, score_labeled
 from salmon.reward.train import TrainRMConfig, contrastive_rewards
 from salmon.reward.trainer import loss_weights
