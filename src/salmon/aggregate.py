@@ -378,7 +378,8 @@ def summarize(examples: list[dict[str, Any]], counts: Counter, n_pairs: int, n_j
     agree = [e["_rule_agrees"] for e in examples if e["_rule_agrees"] is not None]
     return {
         "examples": n, "pairs": n_pairs, "judged_pairs": n_judged, "pairs_without_judgments": n_pairs - n_judged,
-        "passes": cfg.passes, "label_yield": n / max(1, n_judged * cfg.passes),
+        "passes": cfg.passes,  # the self-judge's yield: its examples per (pair, pass) draw, other sources apart
+        "label_yield": sum(e["label_source"] in ("judge", "rule") for e in examples) / max(1, n_judged * cfg.passes),
         "skipped": {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("skipped:")},
         "decided_by_principle": {k: v / n for k, v in judge.most_common()},
         "decided_by_rule": {k: v / n for k, v in rule.most_common()},

@@ -36,6 +36,7 @@ import numpy as np
 
 from salmon.config import opt
 from salmon.conversation import last_user_text, parse_prompt, prompt_key
+from salmon.edits import edit_pairs
 from salmon.errors import SalmonError
 from salmon.jsonl import iter_jsonl
 from salmon.principles import Principle
@@ -60,6 +61,8 @@ class LabelSourcesConfig:
     verify_families: list[str] = opt([], "Use only these verifiable families (default: all)")
     verify_per_pair: int = opt(2, "Deciding verifiable principles (different families) per pair and pass")
     verify_max_principles: int = opt(2, "Most principles shown in one verify example")
+    edits: int = opt(0, "Edited pairs per sampled response for the verify source (salmon.edits: the response "
+                        "against a copy with one checkable property toggled, labelled by the checkers); 0: off")
     twins: bool = opt(False, "Emit every verify and contrast example with its negated twin (each shown "
                              "principle negated, chosen and rejected swapped), kept together when mixing: "
                              "what the reward model's flip term and contrastive objective learn from")
@@ -68,6 +71,8 @@ class LabelSourcesConfig:
         parse_shares(self.source_shares)
         if self.contrast_filter not in FILTERS:
             raise SalmonError(f"--contrast-filter must be one of {', '.join(FILTERS)}, got {self.contrast_filter!r}")
+        if self.edits < 0:
+            raise SalmonError("--edits must be 0 (off) or more")
         if self.verify_per_pair < 1 or self.verify_max_principles < 1:
             raise SalmonError("--verify-per-pair and --verify-max-principles must be at least 1")
         if self.max_examples is not None and self.max_examples < 1:
@@ -304,8 +309,10 @@ def add_label_sources(judge_examples: list[dict[str, Any]], pairs: list[dict[str
     contrast_rows = read_contrast(cfg.contrast) if cfg.contrast else []
     if "verify" in shares:
         vps = load_verifiable(cfg.verify_principles, "train", cfg.verify_families or None)
-        by_source["verify"], c = verify_examples(pairs + contrast_rows + cross_pairs(contrast_rows), vps, cfg)
-        counts.update(c)
+        sampled = pairs + contrast_rows + cross_pairs(contrast_rows)
+        edited = edit_pairs(sampled, np.random.default_rng([cfg.seed, 7_919]), cfg.edits) if cfg.edits else []
+        by_source["verify"], c = verify_examples(sampled + edited, vps, cfg)
+        counts.update(c, verify_edit_pairs=len(edited))
     if "contrast" in shares:
         by_source["contrast"], c = contrast_examples(contrast_rows, cfg)
         counts.update(c)

@@ -34,7 +34,7 @@ LONG = ("Here is a fuller plan. " + "Staying healthy takes steady habits over ma
 
 def cfg(**kw):
     base = dict(passes=2, seed=0, negation_prob=0.5, verify_per_pair=2, verify_max_principles=3,
-                contrast_filter="checked", twins=False)
+                contrast_filter="checked", twins=False, edits=0)
     return SimpleNamespace(**{**base, **kw})
 
 

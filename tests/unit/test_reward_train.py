@@ -153,6 +153,26 @@ def test_full_finetuning_writes_a_plain_model_folder(tiny_model, tmp_path):
     assert len(rm.score(["Q?"], ["A."], [[SHORT]])) == 1
 
 
+def test_contrastive_objective_trains_on_twins_and_scores_against_the_negation(tiny_model, tmp_path):
+    from salmon.reward import InstructableRewardModel
+
+    rows = rm_rows(8) + [{**rm_rows(1)[0], "pair_id": "lonely"}]  # a row without a twin is dropped
+    out = train_rm(small_cfg(tiny_model, save_rm_data(rows, tmp_path), tmp_path / "rm", max_steps=2,
+                             objective="contrastive", eval_fraction=0.0))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["train_pairs"] == 8 and summary["twin_units"] == 4
+    rm = InstructableRewardModel.load(out)
+    assert rm.meta["scoring"] == "contrastive" and rm.contrastive
+    under_short = rm.score(["Q?", "Q?"], ["A.", "A. More."], [[SHORT]] * 2, negations=[[LONG]] * 2)
+    raw = rm.raw_score(["Q?"] * 4, ["A.", "A. More."] * 2, [[SHORT]] * 2 + [[LONG]] * 2)
+    assert under_short == pytest.approx([raw[0] - raw[2], raw[1] - raw[3]], abs=1e-5)
+    under_long = rm.score(["Q?", "Q?"], ["A.", "A. More."], [[LONG]] * 2, negations=[[SHORT]] * 2)
+    assert under_long == pytest.approx([-x for x in under_short], abs=1e-5)  # negating flips exactly
+    with pytest.raises(SalmonError, match="negated twin"):
+        train_rm(small_cfg(tiny_model, save_rm_data([rows[-1]], tmp_path / "single"), tmp_path / "rm2",
+                           max_steps=1, objective="contrastive", eval_fraction=0.0))
+
+
 def test_preference_model_pretraining_runs_first(tiny_model, tmp_path):
     pmp = tmp_path / "pmp.jsonl"
     pmp.write_text("".join(json.dumps({"prompt": f"Q{i}?", "chosen": "Good answer.", "rejected": "Bad."}) + "\n"

@@ -39,6 +39,24 @@ def test_shared_reward_matches_standalone_rm(tiny_model, random_rm):
     assert len(set(ours)) == 2
 
 
+def test_contrastive_rm_scores_the_same_on_the_shared_base(tiny_model, random_rm, tmp_path):
+    import json
+    import shutil
+
+    from salmon.reward.contrastive import negate_list
+    from salmon.reward.model import InstructableRewardModel
+
+    rm_dir = shutil.copytree(random_rm, tmp_path / "rm")
+    meta = json.loads((rm_dir / "salmon_rm.json").read_text())
+    (rm_dir / "salmon_rm.json").write_text(json.dumps({**meta, "scoring": "contrastive"}))
+    m = load_rl_models(str(tiny_model), str(rm_dir), LORA, device="cpu")
+    ours = m.reward.score(PROMPTS, RESPONSES, PRINCIPLES)
+    rm = InstructableRewardModel.load(rm_dir, device="cpu")
+    assert ours == pytest.approx(rm.score(PROMPTS, RESPONSES, PRINCIPLES), abs=1e-5)
+    raw = rm.raw_score(PROMPTS * 2, RESPONSES * 2, PRINCIPLES + [negate_list(ps) for ps in PRINCIPLES])
+    assert ours == pytest.approx([raw[0] - raw[2], raw[1] - raw[3]], abs=1e-5)
+
+
 def test_one_base_copy_and_value_starts_from_the_rm(tiny_model, random_rm):
     m = load_rl_models(str(tiny_model), str(random_rm), LORA, device="cpu")
     ac = m.actor_critic

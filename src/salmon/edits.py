@@ -1,0 +1,135 @@
+"""Edited pairs: new response pairs made by editing a sampled response, no sampling.
+
+Each edit toggles one property a verifiable principle reads (length, sentence count, a
+numbered or bulleted list, plain prose, a closing question, a stock opener, exclamation
+marks) and leaves the rest of the text as it was, so a pair (original, edited) differs in
+little more than that property: a minimal pair for the reward model to learn which part
+of a response a principle talks about. The edits only propose pairs: their labels come
+from the verifiable principles' checkers (`label_sources.verify_examples`), like those of
+sampled pairs, so an edit that did not change what a checker reads yields no label.
+
+    edit_pairs(records, rng, per_response=2)  # {"id": "e:<source id>:<edit>", prompt, response_a, response_b}
+
+A cut-off response is edited too, keeping its `finished: false` (so only verdicts more
+text could not change are used), but never at its end (no question added or removed).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from salmon.conversation import prompt_key
+
+# Closing questions and openers written for this project (several, so no single string is a cue).
+QUESTIONS = ("Would you like me to go into more detail on any part?", "Does that help with what you needed?",
+             "Is there a part you would like me to explain differently?", "Shall I add an example?",
+             "Which of these fits your situation best?")
+OPENERS = ("Sure! ", "Great question! ", "Of course. ", "Certainly! ", "Happy to help! ")
+_SENT = re.compile(r"(?<=[.!?])\s+")
+_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*+•])\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a plain text (list markers dropped, one sentence per list line)."""
+    out = []
+    for line in text.strip().splitlines():
+        line = _ITEM.sub("", line).strip()
+        out += [s.strip() for s in _SENT.split(line) if re.search(r"\w", s)]
+    return out
+
+
+def first_sentences(text: str, rng: np.random.Generator) -> str | None:
+    """The first one or two sentences (a shorter answer), None when there is nothing to drop."""
+    sents = split_sentences(text)
+    if len(sents) < 3 or "```" in text or any(_ITEM.match(ln) for ln in text.splitlines()):
+        return None  # a listed answer would lose its list too
+    return " ".join(sents[: int(rng.integers(1, 3))])
+
+
+def as_numbered(text: str, rng: np.random.Generator) -> str | None:
+    sents = split_sentences(text)
+    if len(sents) < 2 or "```" in text:
+        return None
+    return "\n".join(f"{i}. {s}" for i, s in enumerate(sents, 1))
+
+
+def as_bullets(text: str, rng: np.random.Generator) -> str | None:
+    sents = split_sentences(text)
+    if len(sents) < 2 or "```" in text:
+        return None
+    mark = "-*"[int(rng.integers(2))]
+    return "\n".join(f"{mark} {s}" for s in sents)
+
+
+def as_prose(text: str, rng: np.random.Generator) -> str | None:
+    """A listed answer as one paragraph; None when it has no list lines."""
+    lines = text.strip().splitlines()
+    if sum(bool(_ITEM.match(ln)) for ln in lines) < 2 or "```" in text:
+        return None
+    return " ".join(s if s.endswith((".", "!", "?", ":")) else s + "." for s in split_sentences(text))
+
+
+def with_question(text: str, rng: np.random.Generator) -> str | None:
+    if text.rstrip().endswith("?"):
+        return None
+    return text.rstrip() + "\n\n" + QUESTIONS[int(rng.integers(len(QUESTIONS)))]
+
+
+def without_question(text: str, rng: np.random.Generator) -> str | None:
+    sents = split_sentences(text)
+    if not text.rstrip().endswith("?") or len(sents) < 2 or "\n" in text.strip():
+        return None
+    return " ".join(sents[:-1])
+
+
+def with_opener(text: str, rng: np.random.Generator) -> str | None:
+    return OPENERS[int(rng.integers(len(OPENERS)))] + text.lstrip()
+
+
+def with_exclamations(text: str, rng: np.random.Generator) -> str | None:
+    """Every sentence-ending full stop turned into an exclamation mark; None when none."""
+    out = re.sub(r"(?<=[^\W\d_]|[)\"'])\.(?=\s|$)", "!", text.rstrip())  # after a word, never "1." of a list
+    return out if out != text.rstrip() and "```" not in text else None
+
+
+EDITS: dict[str, Callable[[str, np.random.Generator], str | None]] = {
+    "shorter": first_sentences, "numbered": as_numbered, "bullets": as_bullets, "prose": as_prose,
+    "question": with_question, "no_question": without_question, "opener": with_opener,
+    "exclaim": with_exclamations,
+}
+
+
+# Edits that need the whole answer (they change or read its end); a cut-off answer gets the others,
+# and its edit stays cut off, except `shorter`, whose first sentences are a whole answer.
+NEED_END = ("question", "no_question")
+
+
+def edit_pairs(records: list[dict[str, Any]], rng: np.random.Generator, per_response: int) -> list[dict[str, Any]]:
+    """Up to `per_response` edited pairs per distinct response of `records` (pairs with
+    prompt, response_a/b, finished_a/b, id); the original is side a, the edit side b.
+    The checkers read each side's `finished` flag as for sampled pairs."""
+    seen: set[tuple[str, str]] = set()
+    out: list[dict[str, Any]] = []
+    for rec in records:
+        for side in ("a", "b"):
+            text, finished = rec.get(f"response_{side}", ""), rec.get(f"finished_{side}", True) is not False
+            key = (prompt_key(rec["prompt"]), text)
+            if not text.strip() or key in seen:
+                continue
+            seen.add(key)
+            names = [n for n in rng.permutation(list(EDITS)).tolist() if finished or n not in NEED_END]
+            made = 0
+            for name in names:
+                edited = EDITS[name](text, rng)
+                if edited and edited.strip() != text.strip():
+                    out.append({"id": f"e:{rec['id']}:{side}:{name}", "prompt": rec["prompt"], "response_a": text,
+                                "response_b": edited, "finished_a": finished,
+                                "finished_b": finished or name == "shorter"})
+                    made += 1
+                    if made >= per_response:
+                        break
+    return out
