@@ -3,7 +3,15 @@ source labels the pairs by the checkers, never by the edit's name."""
 
 import numpy as np
 
-from salmon.edits import EDITS, as_bullets, as_numbered, as_prose, edit_pairs, first_sentences, with_exclamations
+from salmon.edits import (
+    EDITS,
+    as_bullets,
+    as_numbered,
+    as_prose,
+    edit_pairs,
+    first_sentences,
+    with_exclamations,
+)
 from salmon.label_sources import differing, verify_examples
 from salmon.verify import CHECKERS, load_verifiable
 
@@ -44,7 +52,7 @@ def test_edit_pairs_are_labelled_by_the_checkers_and_respect_cut_off_answers():
     assert cut and all(p["finished_a"] is False and not p["id"].endswith("question") for p in cut)
     vps = load_verifiable(None, "train")
     for p in pairs:
-        for fam, found in differing(p, vps).items():
+        for found in differing(p, vps).values():
             for v, d in found:  # +1: side a satisfies the principle
                 a = v.check(p["prompt"], p["response_a"], p["finished_a"])
                 assert (d > 0) == bool(a)

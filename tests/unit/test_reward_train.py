@@ -156,7 +156,11 @@ def test_full_finetuning_writes_a_plain_model_folder(tiny_model, tmp_path):
 def test_contrastive_objective_trains_on_twins_and_scores_against_the_negation(tiny_model, tmp_path):
     from salmon.reward import InstructableRewardModel
 
-    rows = rm_rows(8) + [{**rm_rows(1)[0], "pair_id": "lonely"}]  # a row without a twin is dropped
+    rows = []
+    for r in rm_rows(4):  # each row and its negated twin: sides swapped, the other principle
+        rows += [r, {**r, "chosen": r["rejected"], "rejected": r["chosen"],
+                     "principles": [LONG if r["principles"] == [SHORT] else SHORT]}]
+    rows.append({**rm_rows(1)[0], "pair_id": "lonely"})  # a row without a twin is dropped
     out = train_rm(small_cfg(tiny_model, save_rm_data(rows, tmp_path), tmp_path / "rm", max_steps=2,
                              objective="contrastive", eval_fraction=0.0))
     summary = json.loads((out / "summary.json").read_text())
