@@ -36,7 +36,8 @@ from salmon.stage import StageFiles
 from salmon.stats import diff_estimate, estimate
 
 DEV_SETS = {"judge_dev": "data/dev/judge_dev.jsonl", "judge_test": "data/dev/judge_test.jsonl",
-            "verify_dev": "data/dev/verify_dev.jsonl", "verify_test": "data/dev/verify_test.jsonl"}
+            "verify_dev": "data/dev/verify_dev.jsonl", "verify_test": "data/dev/verify_test.jsonl",
+            "verify_dev_rephrased": "data/dev/verify_dev_rephrased.jsonl"}
 
 
 @dataclass

@@ -8,6 +8,12 @@ texts with `{n}` where the parameter goes). Training reads only the train split 
 the `verify_test` dev set only the test split, so an RM that scores well there has
 read the principle rather than memorised a phrasing or a threshold.
 
+Two optional blocks serve choosing settings without the test split: `train:
+more_phrasings` are trained on but not used to build `verify_dev` (so that set stays
+comparable across versions), and a `dev` block (phrasings never trained on; the train
+parameters unless it lists its own) builds `verify_dev_rephrased`, which measures
+generalisation to new wordings on the development side.
+
     from salmon.verify import load_verifiable
     vps = load_verifiable(split="train")        # concrete principles, parameter rendered
     vps[0].check(prompt, response)               # -> True / False / None
@@ -36,7 +42,7 @@ from salmon.rules import _CODE, _ITEM, count_list_items, detect_language, has_bo
 
 Check = Callable[[str, str, int | None], bool | None]
 DATA = "data/verify/principles.yaml"
-SPLITS = ("train", "test")
+SPLITS = ("train", "test", "dev")  # dev: optional per family (held-out wordings for choosing settings)
 
 
 @dataclass(frozen=True)
@@ -208,7 +214,7 @@ def _params(raw: dict, needs: bool, where: str) -> list[int | None]:
     return params
 
 
-def _family(raw: object, where: str, split: str) -> list[Verifiable]:
+def _family(raw: object, where: str, split: str, core: bool = False) -> list[Verifiable]:
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise SalmonError(f"{where}: expected a mapping with name, checker, train and test")
     name, check = raw["name"], raw.get("checker")
@@ -217,8 +223,17 @@ def _family(raw: object, where: str, split: str) -> list[Verifiable]:
         raise SalmonError(f"{where}: unknown checker {check!r} (known: {', '.join(CHECKERS)})")
     info = CHECKERS[check]
     block = raw.get(split)
+    if split == "dev":
+        if block is None:
+            return []
+        if isinstance(block, dict) and "params" not in block and isinstance(raw.get("train"), dict):
+            block = {**block, "params": raw["train"].get("params")}
     if not isinstance(block, dict) or not isinstance(block.get("phrasings"), list) or not block["phrasings"]:
         raise SalmonError(f"{where}: '{split}' needs 'phrasings' (a list of definition/negation pairs)")
+    more = block.get("more_phrasings") if split == "train" and not core else None
+    if more is not None and not isinstance(more, list):
+        raise SalmonError(f"{where}: 'train: more_phrasings' must be a list of definition/negation pairs")
+    phrasings = [*block["phrasings"], *(more or [])]
     out = []
     for n in _params(block, info.needs_param, f"{where}: {split}"):
         steer = raw.get("steer")
@@ -228,7 +243,7 @@ def _family(raw: object, where: str, split: str) -> list[Verifiable]:
                 raise SalmonError(f"{where}: 'steer' must have 'towards' and 'away' instructions")
             steer_pair = (_render(steer.get("towards"), n, f"{where}: steer.towards"),
                           _render(steer.get("away"), n, f"{where}: steer.away"))
-        for i, ph in enumerate(block["phrasings"], 1):
+        for i, ph in enumerate(phrasings, 1):
             w = f"{where}: {split} phrasing {i}"
             if not isinstance(ph, dict):
                 raise SalmonError(f"{w}: expected definition and negation")
@@ -242,15 +257,17 @@ def _family(raw: object, where: str, split: str) -> list[Verifiable]:
 
 
 def load_verifiable(path: str | Path | None = None, split: str = "train",
-                    families: list[str] | None = None) -> list[Verifiable]:
-    """Every concrete principle of `split` (one per family x parameter x phrasing)."""
+                    families: list[str] | None = None, core: bool = False) -> list[Verifiable]:
+    """Every concrete principle of `split` (one per family x parameter x phrasing); the
+    `dev` split has only the families with a `dev` block. `core` leaves out the train
+    split's `more_phrasings` (the phrasings `verify_dev` is built from)."""
     if split not in SPLITS:
         raise SalmonError(f"verifiable split must be one of {', '.join(SPLITS)}, got {split!r}")
-    return list(_load(str(path or _builtin()), split, tuple(families) if families else None))
+    return list(_load(str(path or _builtin()), split, tuple(families) if families else None, core))
 
 
 @lru_cache(maxsize=8)
-def _load(path: str, split: str, families: tuple[str, ...] | None) -> tuple[Verifiable, ...]:
+def _load(path: str, split: str, families: tuple[str, ...] | None, core: bool = False) -> tuple[Verifiable, ...]:
     data = read_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("families"), list) or not data["families"]:
         raise SalmonError(f"{path}: expected 'families:' with a list of verifiable principle families")
@@ -261,8 +278,8 @@ def _load(path: str, split: str, families: tuple[str, ...] | None) -> tuple[Veri
             raise SalmonError(f"{path}: unknown verifiable family '{unknown[0]}' (known: {', '.join(map(str, names))})")
     out: list[Verifiable] = []
     for i, raw in enumerate(data["families"], 1):
-        vs = _family(raw, f"{path}: family {i}", split)
-        if not families or vs[0].family in families:
+        vs = _family(raw, f"{path}: family {i}", split, core)
+        if vs and (not families or vs[0].family in families):
             out.extend(vs)
     return tuple(out)
 

@@ -1,13 +1,15 @@
 """Build the verify_dev / verify_test labelled sets from hand-written responses.
 
-    python -m salmon.verify_devsets          # rewrites salmon/data/dev/verify_{dev,test}.jsonl
+    python -m salmon.verify_devsets          # rewrites salmon/data/dev/verify_{dev,test,dev_rephrased}.jsonl
 
 `data/verify/devset_sources.yaml` holds prompts with several responses each, written for
 this project. Every pair of responses to one prompt becomes at most one labelled pair:
 among the verifiable principles whose checkers give the two responses different verdicts
 (dev: the train phrasings and thresholds; test: the test ones, never used in training),
 the family used least so far is taken, ties broken towards keeping "the longer response
-wins" near 50%; `chosen` is the response that satisfies it. Output is the `eval-rm` /
+wins" near 50%; `chosen` is the response that satisfies it. `verify_dev_rephrased` pairs
+the dev prompts' responses under the `dev` phrasings (never trained on, train thresholds):
+the development-side measure of reading a new wording. Output is the `eval-rm` /
 `eval-judge` labelled-pair format, deterministic, with the checker named in each record.
 """
 
@@ -26,7 +28,9 @@ from salmon.jsonl import write_jsonl
 from salmon.verify import Verifiable, load_verifiable, verdicts_differ, words
 
 SOURCES = "data/verify/devset_sources.yaml"
-SETS = {"verify_dev": ("dev", "train", "train_principle"), "verify_test": ("test", "test", "heldout_principle")}
+# set name: (items in the sources file, phrasings' split, split tag in each record)
+SETS = {"verify_dev": ("dev", "train", "train_principle"), "verify_test": ("test", "test", "heldout_principle"),
+        "verify_dev_rephrased": ("dev", "dev", "heldout_principle")}
 
 
 def _pick(cands: list[tuple[Verifiable, int]], used: Counter, longer: list[int], a: str, b: str
@@ -71,7 +75,7 @@ def build_all(sources: str | Path | None = None) -> dict[str, list[dict[str, Any
         items = data.get(key) if isinstance(data, dict) else None
         if not isinstance(items, list) or not items:
             raise SalmonError(f"{path}: '{key}' must be a list of prompts with responses")
-        out[name] = build_set(items, load_verifiable(split=split), tag)
+        out[name] = build_set(items, load_verifiable(split=split, core=True), tag)
     return out
 
 

@@ -12,7 +12,7 @@ from salmon.reward.contrastive import (
     negate_list,
 )
 from salmon.reward.evaluate import rm_metrics, score_labeled
-from salmon.reward.train import TrainRMConfig, contrastive_rewards
+from salmon.reward.train import TrainRMConfig, contrastive_accuracy, contrastive_rewards
 from salmon.reward.trainer import loss_weights
 from salmon.verify import load_verifiable
 
@@ -55,6 +55,16 @@ def test_contrastive_rewards_by_hand():
     # under P: A = raw(A|P) - raw(A|notP) = 3 - 2.5, B = 1 - 1.5; under not P: B = 1.5 - 1, A = 2.5 - 3
     assert contrastive_rewards(chosen, rejected, [7, 7, -1]) == [0.5, -0.5, 0.5, -0.5]
     assert contrastive_rewards(chosen, rejected, [-1, -1, -1]) == []
+
+
+def test_contrastive_accuracy_by_hand():
+    # unit 0 = rows 0, 1: margins (3 - 1) + (1 - 1) = 2 > 0 -> right; unit 1 = rows 3, 4:
+    # (0 - 0) + (2 - 2) = 0 -> a tie, half; row 2 has no twin and is not counted.
+    chosen, rejected = [3.0, 1.0, 0.0, 0.0, 2.0], [1.0, 1.0, 5.0, 0.0, 2.0]
+    assert contrastive_accuracy(chosen, rejected, [0, 0, -1, 1, 1]) == 0.75
+    # A raw margin that looks right on row a alone is outweighed by its twin's: (2 - 1) + (1 - 3) = -1.
+    assert contrastive_accuracy([2.0, 1.0], [1.0, 3.0], [4, 4]) == 0.0
+    assert contrastive_accuracy([1.0], [0.0], [-1]) is None
 
 
 def test_objective_sets_the_loss_weights_and_is_checked():

@@ -177,6 +177,31 @@ def test_contrastive_objective_trains_on_twins_and_scores_against_the_negation(t
                            max_steps=1, objective="contrastive", eval_fraction=0.0))
 
 
+def test_contrastive_heldout_accuracy_is_that_of_the_contrastive_reward(tiny_model, tmp_path):
+    from salmon.reward import InstructableRewardModel
+    from salmon.reward.data import split_by_pair_id
+
+    rows = []
+    for n, r in enumerate(rm_rows(12)):  # rows 2k and 2k+1 are twins (sides swapped, SHORT <-> LONG)
+        r = {**r, "pair_id": f"q{n}"}
+        rows += [r, {**r, "chosen": r["rejected"], "rejected": r["chosen"],
+                     "principles": [LONG if r["principles"] == [SHORT] else SHORT]}]
+    out = train_rm(small_cfg(tiny_model, save_rm_data(rows, tmp_path), tmp_path / "rm", max_steps=1,
+                             objective="contrastive", eval_fraction=0.5))
+    summary = json.loads((out / "summary.json").read_text())
+    _, held = split_by_pair_id([r["pair_id"] for r in rows], 0.5)
+    firsts = [rows[i] for i in held if i % 2 == 0]
+    assert firsts, "the split must hold out at least one twin unit"
+    rm = InstructableRewardModel.load(out)
+    right = []
+    for r in firsts:  # under P, against the twin's principle as the negation
+        neg = [LONG if r["principles"] == [SHORT] else SHORT]
+        c, j = rm.score([r["prompt"]] * 2, [r["chosen"], r["rejected"]], [r["principles"]] * 2, negations=[neg] * 2)
+        right.append(1.0 if c > j else 0.0)
+    assert summary["heldout_scoring"] == "raw"
+    assert summary["heldout_contrastive_accuracy"] == pytest.approx(sum(right) / len(right))
+
+
 def test_preference_model_pretraining_runs_first(tiny_model, tmp_path):
     pmp = tmp_path / "pmp.jsonl"
     pmp.write_text("".join(json.dumps({"prompt": f"Q{i}?", "chosen": "Good answer.", "rejected": "Bad."}) + "\n"

@@ -78,6 +78,18 @@ def test_shaped_scores_combines_terms():
     close(out, [1.0 + 2.5, 2.0 - 6.0 + 4.0])
 
 
+def test_center_scores_by_group_batch_and_none():
+    scores = torch.tensor([-20.0, -22.0, 15.0, 3.0])
+    # rows 0 and 1 share their principles: their mean -21 is their baseline; rows 2 and 3
+    # share theirs with nobody: the batch mean (-20 - 22 + 15 + 3) / 4 = -6
+    close(S.center_scores(scores, ["brief", "brief", "thorough", "other"]), [1.0, -1.0, 21.0, 9.0])
+    close(S.center_scores(scores, ["brief"] * 4, "batch"), [-14.0, -16.0, 21.0, 9.0])
+    close(S.center_scores(scores, ["brief"] * 4, "none"), [-20.0, -22.0, 15.0, 3.0])
+    close(S.center_scores(torch.tensor([-20.0, -22.0]), ["brief", "brief"]), [1.0, -1.0])  # the offset is gone
+    with pytest.raises(ValueError, match="center_scores"):
+        S.center_scores(scores, ["a"] * 4, "median")
+
+
 def test_token_rewards_put_score_on_last_token():
     kl = torch.tensor([[0.1, 0.2, 0.3], [0.5, 0.5, 0.5]])
     mask = torch.tensor([[1, 1, 1], [1, 1, 0]])

@@ -47,7 +47,7 @@ class _FakeRM:
         return [float(len(t)) for t in texts]
 
 
-def _fake_models(monkeypatch, calls):
+def _fake_models(monkeypatch, calls, penalties=None):
     """Starting policy answers 90 + 10*seed tokens; the brevity run halves that, the
     thoroughness run doubles it (trebles for seed 1)."""
     import salmon.models
@@ -57,6 +57,8 @@ def _fake_models(monkeypatch, calls):
 
     def fake_rl(cfg):
         calls.append((cfg.out, cfg.seed, cfg.principles))
+        if penalties is not None:
+            penalties.append((cfg.unfinished_penalty, cfg.value_head_init, cfg.center_scores))
         return Path(cfg.out)
 
     def fake_measure(lm, cfg, seed, cap):
@@ -77,9 +79,10 @@ def _fake_models(monkeypatch, calls):
 
 def test_by_seed_assembly_with_fake_measurements(monkeypatch, tmp_path, capsys):
     calls: list = []
-    _fake_models(monkeypatch, calls)
+    penalties: list = []
+    _fake_models(monkeypatch, calls, penalties)
     steer(SteerBenchConfig(policy="start", rm="rm", seeds=[0, 1], eval_max_new_tokens=288,
-                           out=str(tmp_path / "s"), json=True))
+                           unfinished_penalty=-6.0, value_head_init="zero", out=str(tmp_path / "s"), json=True))
     captured = capsys.readouterr()
     result = json.loads(captured.out)
     runs = [str(tmp_path / "s" / f"seed{seed}" / name) for seed in (0, 1) for name in ("brevity", "thoroughness")]
@@ -102,6 +105,9 @@ def test_by_seed_assembly_with_fake_measurements(monkeypatch, tmp_path, capsys):
     # 288 / 100 (seed 1 starts longest): below 3x, so not ok, and a warning names the figures
     assert result["eval_cap_over_start_length"] == 2.88 and result["cap_ok"] is False
     assert result["eval_max_new_tokens"] == 288 and result["eval_cap_automatic"] is False
+    # every PPO run gets the settings given; the ones not given stay salmon rl's defaults
+    assert penalties == [(-6.0, "zero", "group")] * 4 and result["unfinished_penalty"] == -6.0
+    assert result["value_head_init"] == "zero" and result["center_scores"] is None
     assert "runs" not in result  # only with one seed
     warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "seed 1" in warnings[0] and "288" in warnings[0] and "100.0" in warnings[0]

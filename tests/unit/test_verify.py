@@ -66,6 +66,22 @@ def test_splits_use_different_phrasings_and_thresholds():
     assert "30" in w30.principle.definition and "30" in w30.principle.negation and "{n}" not in w30.steer[0]
 
 
+def test_more_phrasings_train_only_and_dev_inherits_the_train_thresholds(tmp_path):
+    path = tmp_path / "v.yaml"
+    path.write_text("families:\n  - name: X\n    checker: max_words\n    train:\n      params: [3, 7]\n"
+                    "      phrasings: [{definition: 'at most {n}', negation: 'over {n}'}]\n"
+                    "      more_phrasings: [{definition: 'no more than {n}', negation: 'beyond {n}'}]\n"
+                    "    test: {params: [5], phrasings: [{definition: 'up to {n}', negation: 'past {n}'}]}\n"
+                    "    dev: {phrasings: [{definition: 'keep under {n}', negation: 'go past {n}'}]}\n"
+                    "  - {name: Y, checker: code_block, train: {phrasings: [{definition: c, negation: d}]}, "
+                    "test: {phrasings: [{definition: e, negation: f}]}}\n")
+    defs = lambda **kw: [v.principle.definition for v in load_verifiable(path, **kw)]  # noqa: E731
+    assert defs(split="train") == ["at most 3", "no more than 3", "at most 7", "no more than 7", "c"]
+    assert defs(split="train", core=True) == ["at most 3", "at most 7", "c"]
+    assert defs(split="dev") == ["keep under 3", "keep under 7"]  # family Y has no dev block: none
+    assert defs(split="test") == ["up to 5", "e"]
+
+
 def test_truncated_verdicts_only_when_final():
     w = next(v for v in load_verifiable(split="train") if v.checker == "max_words")
     assert w.check("q", LONG, finished=False) is False  # already over the limit: more text keeps it so
@@ -84,10 +100,14 @@ def test_truncated_verdicts_only_when_final():
     ("families:\n  - {name: X, checker: code_block, train: {params: [2], phrasings: [{definition: a, "
      "negation: b}]}}\n", "takes none"),
     ("families: []\n", "families"),
+    ("families:\n  - {name: X, checker: code_block, train: {phrasings: [{definition: a, negation: b}], "
+     "more_phrasings: oops}}\n", "more_phrasings"),
+    ("families:\n  - {name: X, checker: max_words, train: {params: [3], phrasings: [{definition: 'at most {n}', "
+     "negation: 'over {n}'}]}, dev: {phrasings: [{definition: 'short', negation: 'long'}]}}\n", "needs '{n}'"),
 ])
 def test_bad_files_are_one_line_errors(tmp_path, body, msg):
     path = tmp_path / "v.yaml"
     path.write_text(body)
     with pytest.raises(SalmonError, match=msg) as e:
-        load_verifiable(path)
+        load_verifiable(path, split="dev" if "dev:" in body else "train")
     assert "\n" not in str(e.value)

@@ -166,7 +166,9 @@ def _split(rows: list[dict[str, Any]], tokenizer, cfg: TrainRMConfig):
         units = twin_units(train_rows)
     train = tokenize_rows(train_rows, tokenizer, cfg.max_length, cfg.max_response_tokens,
                           twin_ids(units, len(train_rows)), cfg.templates)
-    held = (tokenize_rows([rows[i] for i in held_idx], tokenizer, cfg.max_length, cfg.max_response_tokens)
+    held_rows = [rows[i] for i in held_idx]
+    held = (tokenize_rows(held_rows, tokenizer, cfg.max_length, cfg.max_response_tokens,
+                          twin_ids(twin_units(held_rows), len(held_rows)))
             if held_idx else None)
     return train, held, units
 
@@ -214,7 +216,7 @@ def train_rm(cfg: TrainRMConfig) -> Path:
         model = build_rm_model(cfg, tok)
     if cfg.max_steps == 0:
         info("--max-steps 0: writing the untrained reward model")
-        _finish(cfg, files, model, tok, train, {"steps": 0, "train_loss": None, "runtime_s": 0.0,
+        _finish(cfg, files, model, tok, train, held, {"steps": 0, "train_loss": None, "runtime_s": 0.0,
                                                  "pairs_this_run": 0, "pairs_per_s": None}, pmp)
         return files.out
     m = run_phase(model, tok, train, held, files.out, cfg, cfg.epochs, units)
@@ -224,13 +226,15 @@ def train_rm(cfg: TrainRMConfig) -> Path:
         info(f"stopped at step {m['steps']} of {m['max_steps']}; rerun the same command to resume")
         return files.out
     if trainer.is_world_process_zero():
-        _finish(cfg, files, trainer.model, tok, train, m, pmp)
+        _finish(cfg, files, trainer.model, tok, train, held, m, pmp)
     trainer.accelerator.wait_for_everyone()
     return files.out
 
 
-def _finish(cfg: TrainRMConfig, files: StageFiles, model, tok, train, m: dict[str, Any], pmp) -> None:
-    """Reward statistics, the RM folder, and the summary (last)."""
+def _finish(cfg: TrainRMConfig, files: StageFiles, model, tok, train, held, m: dict[str, Any], pmp) -> None:
+    """Reward statistics, the RM folder, and the summary (last). Under the contrastive
+    objective the trainer's held-out accuracy is of raw scores; the summary adds the
+    accuracy of the contrastive reward itself on the held-out twins."""
     import statistics
 
     meta = {"base_model": cfg.model, "template": TEMPLATE, "train_templates": cfg.templates, "max_length": cfg.max_length,
@@ -244,6 +248,10 @@ def _finish(cfg: TrainRMConfig, files: StageFiles, model, tok, train, m: dict[st
     rewards = rm.score_ids(list(sample["chosen_ids"]) + list(sample["rejected_ids"]), cfg.batch_size)
     if cfg.objective == CONTRASTIVE:  # a twin's rejected input is the same response under the negation
         rewards = contrastive_rewards(rewards[:n], rewards[n:], list(sample["twin"]))
+    contrastive_acc = None
+    if cfg.objective == CONTRASTIVE and held is not None:
+        scored = rm.score_ids(list(held["chosen_ids"]) + list(held["rejected_ids"]), cfg.batch_size)
+        contrastive_acc = contrastive_accuracy(scored[:len(held)], scored[len(held):], list(held["twin"]))
     if len(rewards) >= 2:
         meta.update(reward_mean=statistics.fmean(rewards), reward_std=statistics.pstdev(rewards) or 1.0)
     rm.save(files.out)
@@ -252,13 +260,31 @@ def _finish(cfg: TrainRMConfig, files: StageFiles, model, tok, train, m: dict[st
     summary = {k: m.get(k) for k in ("steps", "train_loss", "runtime_s", "pairs_this_run", "pairs_per_s",
                                      "processes")}
     summary.update(train_pairs=len(train), twin_units=m.get("twin_units"), heldout_accuracy=m.get("heldout_accuracy"),
-                   heldout_loss=m.get("heldout_loss"), reward_mean=meta["reward_mean"],
+                   heldout_loss=m.get("heldout_loss"), heldout_scoring="raw" if cfg.objective == CONTRASTIVE else "plain",
+                   heldout_contrastive_accuracy=contrastive_acc, reward_mean=meta["reward_mean"],
                    reward_std=meta["reward_std"], pmp=pmp)
     files.write_summary(summary)
     if not cfg.save_total_limit:  # only after the summary: a kill before it resumes from them
         for ckpt in files.out.glob("checkpoint-*"):
             shutil.rmtree(ckpt, ignore_errors=True)
-    info(f"reward model written to {files.out} (held-out accuracy: {summary['heldout_accuracy']})")
+    shown = (f"held-out accuracy of the contrastive reward: {contrastive_acc}" if cfg.objective == CONTRASTIVE
+             else f"held-out accuracy: {summary['heldout_accuracy']}")
+    info(f"reward model written to {files.out} ({shown})")
+
+
+def contrastive_accuracy(chosen: list[float], rejected: list[float], twin: list[int]) -> float | None:
+    """Share of twin units (row a: A over B under P; twin b: B over A under not P) whose
+    contrastive reward prefers A under P: r(A|P) - r(B|P) = (chosen[a] - rejected[a]) +
+    (chosen[b] - rejected[b]) > 0 (a tie counts half; twin b's verdict is the same one).
+    None when no row has its twin in the lists."""
+    rows: dict[int, list[int]] = {}
+    for i, t in enumerate(twin):
+        if t >= 0:
+            rows.setdefault(t, []).append(i)
+    margins = [chosen[a] - rejected[a] + chosen[b] - rejected[b] for a, b in (u for u in rows.values() if len(u) == 2)]
+    if not margins:
+        return None
+    return sum(1.0 if x > 0 else 0.5 if x == 0 else 0.0 for x in margins) / len(margins)
 
 
 def contrastive_rewards(chosen: list[float], rejected: list[float], twin: list[int]) -> list[float]:

@@ -79,6 +79,9 @@ class RLConfig:
                                        "the value LoRA is the RM's in both")
     normalize_reward: bool = opt(True, "Standardise RM scores with the RM's training mean and std")
     unfinished_penalty: float = opt(-6.0, "Added to the score of a response with no stop token (0 = off)")
+    center_scores: str = opt("group", "Baseline subtracted from the shaped scores: group (mean of the batch's rows "
+                                      "with the same principles, else the batch mean), batch, or none "
+                                      "(a contrastive RM's per-principle offset otherwise moves the stop token)")
     penalty_relative: bool = opt(True, "Add the penalty to the score (paper); off = replace the score by it")
     length_bonus_coef: float = opt(0.0, "Length bonus coef * min(len/max_new_tokens, cap); paper used 5 (0 = off)")
     length_bonus_cap: float = opt(0.8, "Cap of the length bonus fraction")
@@ -117,6 +120,10 @@ class RLConfig:
             raise SalmonError(f"--value-head-init {self.value_head_init}: expected copy or zero")
         if self.kl_estimator not in ("k1", "k3"):
             raise SalmonError(f"--kl-estimator {self.kl_estimator}: expected k1 or k3")
+        from salmon.rl.shaping import CENTERING
+
+        if self.center_scores not in CENTERING:
+            raise SalmonError(f"--center-scores {self.center_scores}: expected one of {', '.join(CENTERING)}")
         check_report_to(self.report_to)
         if self.save_total_limit < 0:
             raise SalmonError("--save-total-limit must be 0 or more")
@@ -239,8 +246,9 @@ def experience(models, pool, principles, interventions, cfg: RLConfig, step: int
     scores = S.shaped_scores(rm, samples.finished, samples.lengths, penalty=cfg.unfinished_penalty,
                              relative=cfg.penalty_relative, max_len=cfg.max_new_tokens,
                              bonus_coef=cfg.length_bonus_coef, bonus_cap=cfg.length_bonus_cap)
+    centred = S.center_scores(scores, [tuple(p.definition for p in ps) for ps in drawn], cfg.center_scores)
     kl = S.kl_per_token(logprobs, ref_logprobs, cfg.kl_estimator, clamp=cfg.kl_clamp) * rmask
-    rewards = S.token_rewards(scores, kl, rmask, cfg.kl_coef)
+    rewards = S.token_rewards(centred, kl, rmask, cfg.kl_coef)
     if cfg.whiten_rewards:
         rewards = S.whiten(rewards, rmask, shift_mean=False)
     rewards = rewards * cfg.reward_scale

@@ -9,6 +9,14 @@ Sequence-level shaping (SALMON, Sec. 3.3 / App. C):
           + penalty * [no stop token]              # "relative" penalty (paper: -6)
           + coef * min(len / max_len, cap)         # optional length bonus (paper: 5, 0.8)
 Token-level reward: r_t = -kl_coef * KL_t, plus `score` on the last response token.
+
+Centring (`center_scores`): a contrastive RM's score has a large offset that depends on
+the principles alone (r(y|P) = raw(y|P) - raw(y|not P) is around -20 for every answer
+under "be brief" and +15 under "be thorough" on the embedded model). PPO with that
+offset left in, and a value head that has not learnt it yet, pushes the probability of
+every sampled token, the stop token included, up (positive offset) or down (negative):
+the answers got shorter under "thorough" and longer under "brief". Subtracting the mean
+score of the rows that share the principles removes it.
 """
 
 from __future__ import annotations
@@ -53,6 +61,26 @@ def shaped_scores(rm_scores: Tensor, finished: Tensor, lengths: Tensor, *, penal
     """The sequence-level reward: RM score, stop-token penalty, optional length bonus."""
     scores = unfinished_penalty(rm_scores, finished, penalty, relative)
     return scores + length_bonus(lengths, max_len, bonus_coef, bonus_cap)
+
+
+CENTERING = ("group", "batch", "none")
+
+
+def center_scores(scores: Tensor, groups: list, mode: str = "group") -> Tensor:
+    """Scores minus a baseline. group: the mean of the rows with the same key in `groups`
+    (their principles), and the batch mean for a row no other row shares its key with;
+    batch: the batch mean; none: unchanged."""
+    if mode == "none" or scores.numel() == 0:
+        return scores
+    if mode not in CENTERING:
+        raise ValueError(f"center_scores must be one of {', '.join(CENTERING)}, got {mode!r}")
+    base = torch.full_like(scores, scores.mean().item())
+    if mode == "group":
+        for key in set(groups):
+            rows = [i for i, g in enumerate(groups) if g == key]
+            if len(rows) >= 2:
+                base[rows] = scores[rows].mean()
+    return scores - base
 
 
 def kl_per_token(logprobs: Tensor, ref_logprobs: Tensor, estimator: str = "k1", clamp: bool = False) -> Tensor:

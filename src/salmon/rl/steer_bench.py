@@ -36,6 +36,10 @@ class SteerBenchConfig:
     steps: int = opt(20, "PPO steps per run")
     batch_size: int = opt(4, "Prompts per PPO step")
     max_new_tokens: int = opt(48, "Response tokens in training")
+    value_head_init: str | None = opt(None, "Value head start for the PPO runs: copy or zero (default: salmon rl's)")
+    center_scores: str | None = opt(None, "Baseline of the PPO scores: group, batch or none (default: salmon rl's)")
+    unfinished_penalty: float = opt(0.0, "Added to the RM score of a training response with no stop token (the "
+                                         "paper's -6 punishes thoroughness at a small --max-new-tokens; 0 = off)")
     eval_max_new_tokens: int = opt(0, "Response tokens in the before/after measurement; 0 = the smallest of "
                                       "256/512/1024/2048 that is at least 3x the starting policy's mean answer "
                                       "length on the first seed (room for answers to grow)")
@@ -120,10 +124,11 @@ def _train_and_measure(cfg: SteerBenchConfig, seed: int, name: str, spec: str, c
     from salmon.rl.ppo import RLConfig, rl
 
     t0 = time.time()
-    out = rl(RLConfig(policy=cfg.policy, rm=cfg.rm, prompts=cfg.prompts, principles=spec, intervention=None,
+    chosen = {k: getattr(cfg, k) for k in ("value_head_init", "center_scores") if getattr(cfg, k) is not None}
+    out = rl(RLConfig(**chosen, policy=cfg.policy, rm=cfg.rm, prompts=cfg.prompts, principles=spec, intervention=None,
                       out=str(Path(cfg.out) / f"seed{seed}" / name), steps=cfg.steps, batch_size=cfg.batch_size,
                       max_new_tokens=cfg.max_new_tokens, ppo_epochs=cfg.ppo_epochs, learning_rate=cfg.learning_rate,
-                      temperature=cfg.temperature, unfinished_penalty=0.0, seed=seed,
+                      temperature=cfg.temperature, unfinished_penalty=cfg.unfinished_penalty, seed=seed,
                       save_steps=cfg.steps, device="cpu", report_to="none"))
     return {"after": _measure(load_causal_lm(str(out), device="cpu"), cfg, seed, cap),
             "train_seconds": round(time.time() - t0, 1)}
@@ -225,7 +230,9 @@ def steer_result(cfg: SteerBenchConfig, names: list[str], by_seed: list[dict], n
     a, b = names
     room = cap_room(cap, [e[f"{a}_before"] for e in by_seed])
     result: dict = {"policy": cfg.policy, "rm": cfg.rm, "steps": cfg.steps, "prompts_per_step": cfg.batch_size,
-                    "max_new_tokens": cfg.max_new_tokens, "eval_max_new_tokens": cap,
+                    "max_new_tokens": cfg.max_new_tokens, "unfinished_penalty": cfg.unfinished_penalty,
+                    "value_head_init": cfg.value_head_init, "center_scores": cfg.center_scores,
+                    "eval_max_new_tokens": cap,
                     "eval_cap_automatic": not cfg.eval_max_new_tokens,
                     "eval_responses": n_eval, "seeds": [e["seed"] for e in by_seed], "by_seed": by_seed,
                     "targets_met": steer_targets(by_seed, names=names),
