@@ -75,8 +75,9 @@ class RLConfig:
     whiten_rewards: bool = opt(True, "Scale token rewards to unit variance per batch (the reference does not)")
     reward_scale: float = opt(1.0, "Multiply token rewards by this before GAE (the reference: 10, with rewards "
                                     "not whitened)")
-    value_head_init: str = opt("copy", "Value head start: copy (the RM's score head) or zero (the reference); "
-                                       "the value LoRA is the RM's in both")
+    value_head_init: str = opt("copy", "Value head start: copy (the RM's score head) or zero (the reference; it "
+                                       "helped the steering benchmark but lowered the default run's held-out RM "
+                                       "score, README); the value LoRA is the RM's in both")
     normalize_reward: bool = opt(True, "Standardise RM scores with the RM's training mean and std")
     unfinished_penalty: float = opt(-6.0, "Added to the score of a response with no stop token (0 = off)")
     center_scores: str = opt("group", "Baseline subtracted from the shaped scores: group (mean of the batch's rows "

@@ -36,7 +36,8 @@ class SteerBenchConfig:
     steps: int = opt(20, "PPO steps per run")
     batch_size: int = opt(4, "Prompts per PPO step")
     max_new_tokens: int = opt(48, "Response tokens in training")
-    value_head_init: str | None = opt(None, "Value head start for the PPO runs: copy or zero (default: salmon rl's)")
+    value_head_init: str | None = opt("zero", "Value head start for the PPO runs: zero (moved both sets the right "
+                                              "way, docs/steering.md) or copy (salmon rl's default)")
     center_scores: str | None = opt(None, "Baseline of the PPO scores: group, batch or none (default: salmon rl's)")
     unfinished_penalty: float = opt(0.0, "Added to the RM score of a training response with no stop token (the "
                                          "paper's -6 punishes thoroughness at a small --max-new-tokens; 0 = off)")
