@@ -23,29 +23,19 @@ from typing import Any
 import numpy as np
 
 from salmon.conversation import prompt_key
+from salmon.verify import LIST_MARKER, split_sentences
 
 # Closing questions and openers written for this project (several, so no single string is a cue).
 QUESTIONS = ("Would you like me to go into more detail on any part?", "Does that help with what you needed?",
              "Is there a part you would like me to explain differently?", "Shall I add an example?",
              "Which of these fits your situation best?")
 OPENERS = ("Sure! ", "Great question! ", "Of course. ", "Certainly! ", "Happy to help! ")
-_SENT = re.compile(r"(?<=[.!?])\s+")
-_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*+•])\s+")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a plain text (list markers dropped, one sentence per list line)."""
-    out = []
-    for line in text.strip().splitlines():
-        line = _ITEM.sub("", line).strip()
-        out += [s.strip() for s in _SENT.split(line) if re.search(r"\w", s)]
-    return out
 
 
 def first_sentences(text: str, rng: np.random.Generator) -> str | None:
     """The first one or two sentences (a shorter answer), None when there is nothing to drop."""
     sents = split_sentences(text)
-    if len(sents) < 3 or "```" in text or any(_ITEM.match(ln) for ln in text.splitlines()):
+    if len(sents) < 3 or "```" in text or any(LIST_MARKER.match(ln) for ln in text.splitlines()):
         return None  # a listed answer would lose its list too
     return " ".join(sents[: int(rng.integers(1, 3))])
 
@@ -68,7 +58,7 @@ def as_bullets(text: str, rng: np.random.Generator) -> str | None:
 def as_prose(text: str, rng: np.random.Generator) -> str | None:
     """A listed answer as one paragraph; None when it has no list lines."""
     lines = text.strip().splitlines()
-    if sum(bool(_ITEM.match(ln)) for ln in lines) < 2 or "```" in text:
+    if sum(bool(LIST_MARKER.match(ln)) for ln in lines) < 2 or "```" in text:
         return None
     return " ".join(s if s.endswith((".", "!", "?", ":")) else s + "." for s in split_sentences(text))
 

@@ -68,11 +68,23 @@ def words(text: str) -> int:
     return len(text.split())
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+LIST_MARKER = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*+•])\s+")  # "1." / "2)" / "-" / "*" / "+" / "•" opening a line
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences: runs ending in . ! ? or a line end; list markers dropped, so each list
+    line is one sentence (at least); runs without a word character are not sentences."""
+    out = []
+    for line in text.strip().splitlines():
+        line = LIST_MARKER.sub("", line).strip()
+        out += [s.strip() for s in _SENTENCE_END.split(line) if re.search(r"\w", s)]
+    return out
+
+
 def sentences(text: str) -> int:
-    """Sentences: runs ending in . ! ? (or a line end); list lines count one each, code blocks none."""
-    text = re.sub(r"(?m)^\s*(?:\d{1,2}[.)]|[-*+•])\s+", "", re.sub(r"```.*?(?:```|$)", " ", text.strip(), flags=re.DOTALL))  # list markers are not sentences
-    parts = [p for p in re.split(r"(?<=[.!?])\s+|\n+", text) if re.search(r"\w", p)]
-    return len(parts)
+    """Sentences (`split_sentences`), code blocks counting none."""
+    return len(split_sentences(re.sub(r"```.*?(?:```|$)", " ", text.strip(), flags=re.DOTALL)))
 
 
 @checker("max_words", needs_param=True, final="false")

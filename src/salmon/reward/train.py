@@ -272,16 +272,21 @@ def _finish(cfg: TrainRMConfig, files: StageFiles, model, tok, train, held, m: d
     info(f"reward model written to {files.out} ({shown})")
 
 
+def _twin_pairs(twin: list[int]) -> list[tuple[int, int]]:
+    """(a, b) row positions of each twin unit (`twin_ids` values) whose two rows are both in the list."""
+    rows: dict[int, list[int]] = {}
+    for i, t in enumerate(twin):
+        if t >= 0:
+            rows.setdefault(t, []).append(i)
+    return [(u[0], u[1]) for u in rows.values() if len(u) == 2]
+
+
 def contrastive_accuracy(chosen: list[float], rejected: list[float], twin: list[int]) -> float | None:
     """Share of twin units (row a: A over B under P; twin b: B over A under not P) whose
     contrastive reward prefers A under P: r(A|P) - r(B|P) = (chosen[a] - rejected[a]) +
     (chosen[b] - rejected[b]) > 0 (a tie counts half; twin b's verdict is the same one).
     None when no row has its twin in the lists."""
-    rows: dict[int, list[int]] = {}
-    for i, t in enumerate(twin):
-        if t >= 0:
-            rows.setdefault(t, []).append(i)
-    margins = [chosen[a] - rejected[a] + chosen[b] - rejected[b] for a, b in (u for u in rows.values() if len(u) == 2)]
+    margins = [chosen[a] - rejected[a] + chosen[b] - rejected[b] for a, b in _twin_pairs(twin)]
     if not margins:
         return None
     return sum(1.0 if x > 0 else 0.5 if x == 0 else 0.0 for x in margins) / len(margins)
@@ -292,13 +297,7 @@ def contrastive_rewards(chosen: list[float], rejected: list[float], twin: list[i
     (chosen A under P) and its twin b (chosen B under not P) give A: chosen[a] - rejected[b]
     and B: rejected[a] - chosen[b], and the same negated for b's principles. Rows without
     their twin in the list give nothing."""
-    rows: dict[int, list[int]] = {}
-    for i, t in enumerate(twin):
-        if t >= 0:
-            rows.setdefault(t, []).append(i)
     out: list[float] = []
-    for unit in rows.values():
-        if len(unit) == 2:
-            a, b = unit
-            out += [chosen[a] - rejected[b], rejected[a] - chosen[b], chosen[b] - rejected[a], rejected[b] - chosen[a]]
+    for a, b in _twin_pairs(twin):
+        out += [chosen[a] - rejected[b], rejected[a] - chosen[b], chosen[b] - rejected[a], rejected[b] - chosen[a]]
     return out
