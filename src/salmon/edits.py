@@ -10,7 +10,8 @@ sampled pairs, so an edit that did not change what a checker reads yields no lab
 
     edit_pairs(records, rng, per_response=2)  # {"id": "e:<source id>:<edit>", prompt, response_a, response_b}
 
-A cut-off response is edited too, keeping its `finished: false` (so only verdicts more
+With `shorter_first` (aggregate's `relations`), `shorter` is tried first wherever it
+applies, so that the `covers_more` relation gets pairs. A cut-off response is edited too, keeping its `finished: false` (so only verdicts more
 text could not change are used), but never at its end (no question added or removed).
 """
 
@@ -98,9 +99,11 @@ EDITS: dict[str, Callable[[str, np.random.Generator], str | None]] = {
 NEED_END = ("question", "no_question")
 
 
-def edit_pairs(records: list[dict[str, Any]], rng: np.random.Generator, per_response: int) -> list[dict[str, Any]]:
+def edit_pairs(records: list[dict[str, Any]], rng: np.random.Generator, per_response: int,
+               shorter_first: bool = False) -> list[dict[str, Any]]:
     """Up to `per_response` edited pairs per distinct response of `records` (pairs with
-    prompt, response_a/b, finished_a/b, id); the original is side a, the edit side b.
+    prompt, response_a/b, finished_a/b, id); the original is side a, the edit side b;
+    `shorter_first` tries the `shorter` edit before the others wherever it applies.
     The checkers read each side's `finished` flag as for sampled pairs."""
     seen: set[tuple[str, str]] = set()
     out: list[dict[str, Any]] = []
@@ -112,6 +115,8 @@ def edit_pairs(records: list[dict[str, Any]], rng: np.random.Generator, per_resp
                 continue
             seen.add(key)
             names = [n for n in rng.permutation(list(EDITS)).tolist() if finished or n not in NEED_END]
+            if shorter_first:  # the one edit that changes how much is said (what covers_more reads)
+                names = ["shorter"] + [n for n in names if n != "shorter"]
             made = 0
             for name in names:
                 edited = EDITS[name](text, rng)

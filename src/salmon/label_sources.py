@@ -40,7 +40,7 @@ from salmon.edits import edit_pairs
 from salmon.errors import SalmonError
 from salmon.jsonl import iter_jsonl
 from salmon.principles import Principle
-from salmon.verify import Verifiable, load_verifiable, verdicts_differ
+from salmon.verify import RELATIONS, Verifiable, load_verifiable, verdicts_differ
 
 SOURCES = ("judge", "verify", "contrast")
 FILTERS = ("checked", "all")
@@ -63,6 +63,10 @@ class LabelSourcesConfig:
     verify_max_principles: int = opt(2, "Most principles shown in one verify example")
     edits: int = opt(0, "Edited pairs per sampled response for the verify source (salmon.edits: the response "
                         "against a copy with one checkable property toggled, labelled by the checkers); 0: off")
+    relations: bool = opt(False, "Also label by relation families (pairwise checks: covers_more, an answer "
+                                 "against its own first sentences wins under completeness phrasings) and try "
+                                 "the shorter edit first; off by default (tried, not adopted: "
+                                 "docs/label-sources.md)")
     twins: bool = opt(False, "Emit every verify and contrast example with its negated twin (each shown "
                              "principle negated, chosen and rejected swapped), kept together when mixing: "
                              "what the reward model's flip term and contrastive objective learn from")
@@ -81,7 +85,10 @@ class LabelSourcesConfig:
         if shares.get("contrast") and not self.contrast:
             raise SalmonError("--source-shares names contrast but --contrast (a `salmon contrast` file) is not set")
         if shares.get("verify"):  # a bad family file fails here, before anything is written
-            load_verifiable(self.verify_principles, "train", self.verify_families or None)
+            vps = load_verifiable(self.verify_principles, "train", self.verify_families or None)
+            pairwise = sorted({v.family for v in vps if v.checker in RELATIONS and v.family in self.verify_families})
+            if pairwise and not self.relations:
+                raise SalmonError(f"--verify-families names '{pairwise[0]}', a relation family: add --relations")
 
 
 def parse_shares(items: list[str]) -> dict[str, float]:
@@ -308,9 +315,11 @@ def add_label_sources(judge_examples: list[dict[str, Any]], pairs: list[dict[str
     counts: Counter = Counter()
     contrast_rows = read_contrast(cfg.contrast) if cfg.contrast else []
     if "verify" in shares:
-        vps = load_verifiable(cfg.verify_principles, "train", cfg.verify_families or None)
+        vps = [v for v in load_verifiable(cfg.verify_principles, "train", cfg.verify_families or None)
+               if cfg.relations or v.checker not in RELATIONS]
         sampled = pairs + contrast_rows + cross_pairs(contrast_rows)
-        edited = edit_pairs(sampled, np.random.default_rng([cfg.seed, 7_919]), cfg.edits) if cfg.edits else []
+        edited = edit_pairs(sampled, np.random.default_rng([cfg.seed, 7_919]), cfg.edits,
+                            shorter_first=cfg.relations) if cfg.edits else []
         by_source["verify"], c = verify_examples(sampled + edited, vps, cfg)
         counts.update(c, verify_edit_pairs=len(edited))
     if "contrast" in shares:

@@ -8,6 +8,12 @@ texts with `{n}` where the parameter goes). Training reads only the train split 
 the `verify_test` dev set only the test split, so an RM that scores well there has
 read the principle rather than memorised a phrasing or a threshold.
 
+A family may name a *relation* instead (`RELATIONS`: a pure function of a pair's two
+responses giving +1 / -1 / 0), for a property only a comparison decides: `covers_more`,
+one answer says everything the other says and more (an answer against its own first
+sentences), so it is the more complete of the two. The verify source uses relation
+families only with `aggregate --relations` (off by default; tried, not adopted).
+
 Two optional blocks serve choosing settings without the test split: `train:
 more_phrasings` are trained on but not used to build `verify_dev` (so that set stays
 comparable across versions), and a `dev` block (phrasings never trained on; the train
@@ -179,6 +185,37 @@ def no_exclamation(prompt: str, response: str, n: int | None) -> bool | None:
     return "!" not in _CODE.sub(" ", response)
 
 
+# --- relations: checkers that compare the two responses of a pair (pure) -----------
+
+Relation = Callable[[str, str, str, bool, bool], int]
+RELATIONS: dict[str, Relation] = {}
+COVERS_MORE_BY = 2  # sentences the fuller response must add
+
+
+def relation(name: str) -> Callable[[Relation], Relation]:
+    def register(fn: Relation) -> Relation:
+        RELATIONS[name] = fn
+        return fn
+    return register
+
+
+def _sentence_keys(text: str) -> list[str]:
+    return [s.rstrip(".!?\u2026 ").lower() for s in split_sentences(text)]
+
+
+@relation("covers_more")
+def covers_more(prompt: str, a: str, b: str, finished_a: bool, finished_b: bool) -> int:
+    """+1 when response a says every sentence of b and at least COVERS_MORE_BY more; -1
+    the other way; else 0. True by construction for an answer against its own first
+    sentences (`edits.first_sentences`), also when the answer was cut off: it still says
+    more (the flags are part of the relation signature but not read here)."""
+    ka, kb = _sentence_keys(a), _sentence_keys(b)
+    for sign, big, small in ((1, ka, kb), (-1, kb, ka)):
+        if small and set(small) <= set(big) and len(big) >= len(small) + COVERS_MORE_BY:
+            return sign
+    return 0
+
+
 # --- principles built from the data file ---------------------------------------------
 
 @dataclass(frozen=True)
@@ -196,6 +233,8 @@ class Verifiable:
         whose verdict could still change)."""
         if not response.strip():
             return None
+        if self.checker in RELATIONS:
+            raise SalmonError(f"'{self.family}' compares two responses ({self.checker}): use verdicts_differ")
         info = CHECKERS[self.checker]
         v = info.fn(prompt, response, self.param)
         if v is None or finished:
@@ -231,9 +270,9 @@ def _family(raw: object, where: str, split: str, core: bool = False) -> list[Ver
         raise SalmonError(f"{where}: expected a mapping with name, checker, train and test")
     name, check = raw["name"], raw.get("checker")
     where = f"{where} ({name})"
-    if check not in CHECKERS:
-        raise SalmonError(f"{where}: unknown checker {check!r} (known: {', '.join(CHECKERS)})")
-    info = CHECKERS[check]
+    if check not in CHECKERS and check not in RELATIONS:
+        raise SalmonError(f"{where}: unknown checker {check!r} (known: {', '.join([*CHECKERS, *RELATIONS])})")
+    info = CHECKERS.get(check) or CheckerInfo(lambda *_: None, False, "none")  # a relation takes no parameter
     block = raw.get(split)
     if split == "dev":
         if block is None:
@@ -302,7 +341,10 @@ def _builtin() -> Path:
 
 def verdicts_differ(v: Verifiable, prompt: str, a: str, b: str, finished_a: bool = True,
                     finished_b: bool = True) -> int:
-    """+1 when only response a satisfies v, -1 when only b does, 0 when equal or unknown."""
+    """+1 when only response a satisfies v, -1 when only b does, 0 when equal or unknown
+    (for a relation family: the relation's own +1 / -1 / 0)."""
+    if v.checker in RELATIONS:
+        return RELATIONS[v.checker](prompt, a, b, finished_a, finished_b)
     va, vb = v.check(prompt, a, finished_a), v.check(prompt, b, finished_b)
     if va is None or vb is None or va == vb:
         return 0

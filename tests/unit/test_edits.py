@@ -13,7 +13,7 @@ from salmon.edits import (
     with_exclamations,
 )
 from salmon.label_sources import differing, verify_examples
-from salmon.verify import CHECKERS, load_verifiable
+from salmon.verify import CHECKERS, RELATIONS, load_verifiable
 
 PLAIN = "Water the plant once a week. Keep it out of direct sun. Turn the pot now and then so it grows evenly."
 LISTED = "Three steps:\n1. Water weekly.\n2. Avoid direct sun.\n3. Turn the pot."
@@ -53,10 +53,16 @@ def test_edit_pairs_are_labelled_by_the_checkers_and_respect_cut_off_answers():
     vps = load_verifiable(None, "train")
     for p in pairs:
         for found in differing(p, vps).values():
-            for v, d in found:  # +1: side a satisfies the principle
+            for v, d in found:  # +1: side a satisfies the principle (a relation: a covers more)
+                if v.checker in RELATIONS:
+                    assert d == RELATIONS[v.checker](p["prompt"], p["response_a"], p["response_b"], True, True)
+                    continue
                 a = v.check(p["prompt"], p["response_a"], p["finished_a"])
                 assert (d > 0) == bool(a)
     cfg = type("C", (), dict(passes=1, seed=0, negation_prob=0.5, verify_per_pair=2, verify_max_principles=2,
                              twins=False))
+    first = edit_pairs(recs, np.random.default_rng(0), per_response=1, shorter_first=True)
+    shorter = [p for p in first if p["id"] == "e:p1:a:shorter"]  # tried first where it applies
+    assert shorter and [(v.checker, d) for v, d in differing(shorter[0], vps)["Covers more"]][0] == ("covers_more", 1)
     ex, counts = verify_examples(pairs, vps, cfg)
     assert ex and counts["verify_pairs_labelled"] >= len(pairs) - 1

@@ -221,3 +221,22 @@ def test_conversation_prompts_are_checked_on_their_last_user_turn():
     rows = [{"id": "1", "prompt": conv, "response_a": "A", "response_b": "B", "principle": pr},
             {"id": "2", "prompt": conv, "response_a": "C", "response_b": "D", "principle": pr}]
     assert all(p["prompt"] == conv for p in cross_pairs(rows)) and len(cross_pairs(rows)) == 4
+
+
+def test_relation_families_only_with_relations(tmp_path):
+    pp, jp = write_inputs(tmp_path, n_pairs=4)
+    plain = "Water the fern twice a week. Keep it in shade. Mist the leaves. Repot it in spring."
+    lines = [json.loads(x) for x in pp.read_text().splitlines()]
+    for r in lines:
+        r["response_a"], r["response_b"] = plain, SHORT
+    pp.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    covers = {t for v in TRAIN if v.checker == "covers_more" for t in (v.principle.definition, v.principle.negation)}
+
+    def shown(**kw):
+        out = aggregate(_cfg(tmp_path, pp, jp, source_shares=["verify=1"], edits=1, verify_per_pair=9, **kw))
+        return {p for ps in load_from_disk(str(out / "dataset"))["principles"] for p in ps}
+
+    assert not shown(out="off") & covers  # the default: no relation family, edits as before
+    assert shown(out="on", relations=True) & covers  # the fern answer against its first sentences
+    with pytest.raises(SalmonError, match="relation family: add --relations"):
+        _cfg(tmp_path, pp, jp, out="bad", source_shares=["verify=1"], verify_families=["Covers more"]).validate()

@@ -3,7 +3,7 @@
 import pytest
 
 from salmon.errors import SalmonError
-from salmon.verify import CHECKERS, load_verifiable, sentences, verdicts_differ, words
+from salmon.verify import CHECKERS, covers_more, load_verifiable, sentences, verdicts_differ, words
 
 SHORT = "Paris is the capital of France."  # 6 words, 1 sentence
 LONG = " ".join(["word"] * 70) + "."
@@ -48,6 +48,28 @@ def test_counts():
 ])
 def test_checker(name, text, n, want):
     assert check(name, text, n) is want
+
+
+def test_covers_more_by_hand():
+    full = "Water the fern twice a week. Keep it in shade. Mist the leaves. Repot it in spring."
+    first = "Water the fern twice a week."
+    assert covers_more("q", full, first, True, True) == 1  # 3 more sentences, all of `first` in `full`
+    assert covers_more("q", first, full, True, True) == -1
+    assert covers_more("q", full, "Water the fern twice a week! Keep it in shade.", True, True) == 1  # end marks ignored
+    assert covers_more("q", full, "Water the fern twice a week. Keep it in shade. Mist the leaves.", True, True) == 0
+    assert covers_more("q", full, "Water the fern daily.", True, True) == 0  # says something `full` does not
+    assert covers_more("q", full, "", True, True) == 0 and covers_more("q", full, full, True, True) == 0
+    assert covers_more("q", full, first, False, True) == 1  # a cut-off answer still says more
+
+
+def test_relation_family_is_pairwise_only():
+    v = next(v for v in load_verifiable(split="train") if v.checker == "covers_more")
+    full = "One point. A second point. A third point."
+    assert verdicts_differ(v, "q", "One point.", full) == -1
+    with pytest.raises(SalmonError, match="compares two responses"):
+        v.check("q", full)
+    dev = [v.principle.definition for v in load_verifiable(split="dev") if v.checker == "covers_more"]
+    assert dev and not set(dev) & {v.principle.definition for v in load_verifiable(split="train")}
 
 
 def test_user_language():
