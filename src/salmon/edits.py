@@ -11,8 +11,9 @@ sampled pairs, so an edit that did not change what a checker reads yields no lab
     edit_pairs(records, rng, per_response=2)  # {"id": "e:<source id>:<edit>", prompt, response_a, response_b}
 
 With `shorter_first` (aggregate's `relations`), `shorter` is tried first wherever it
-applies, so that the `covers_more` relation gets pairs. A cut-off response is edited too, keeping its `finished: false` (so only verdicts more
-text could not change are used), but never at its end (no question added or removed).
+applies, so that the `covers_more` relation gets pairs. A cut-off response is edited too,
+keeping its `finished: false` (so only verdicts more text could not change are used), but
+never at its end (no question added or removed).
 """
 
 from __future__ import annotations
