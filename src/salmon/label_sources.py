@@ -40,7 +40,7 @@ from salmon.edits import edit_pairs
 from salmon.errors import SalmonError
 from salmon.jsonl import iter_jsonl
 from salmon.principles import Principle
-from salmon.verify import RELATIONS, Verifiable, load_verifiable, verdicts_differ
+from salmon.verify import Verifiable, load_verifiable, verdicts_differ
 
 SOURCES = ("judge", "verify", "contrast")
 FILTERS = ("checked", "all")
@@ -86,8 +86,8 @@ class LabelSourcesConfig:
             raise SalmonError("--source-shares names contrast but --contrast (a `salmon contrast` file) is not set")
         if shares.get("verify"):  # a bad family file fails here, before anything is written
             vps = load_verifiable(self.verify_principles, "train", self.verify_families or None)
-            pairwise = sorted({v.family for v in vps if v.checker in RELATIONS and v.family in self.verify_families})
-            if pairwise and not self.relations:
+            pairwise = sorted({v.family for v in vps if v.pairwise})
+            if self.verify_families and pairwise and not self.relations:  # named, not just the built-in set
                 raise SalmonError(f"--verify-families names '{pairwise[0]}', a relation family: add --relations")
 
 
@@ -316,7 +316,7 @@ def add_label_sources(judge_examples: list[dict[str, Any]], pairs: list[dict[str
     contrast_rows = read_contrast(cfg.contrast) if cfg.contrast else []
     if "verify" in shares:
         vps = [v for v in load_verifiable(cfg.verify_principles, "train", cfg.verify_families or None)
-               if cfg.relations or v.checker not in RELATIONS]
+               if cfg.relations or not v.pairwise]
         sampled = pairs + contrast_rows + cross_pairs(contrast_rows)
         edited = edit_pairs(sampled, np.random.default_rng([cfg.seed, 7_919]), cfg.edits,
                             shorter_first=cfg.relations) if cfg.edits else []

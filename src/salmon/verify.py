@@ -228,12 +228,17 @@ class Verifiable:
     split: str
     steer: tuple[str, str] | None = None  # user-turn instructions towards P / towards not-P
 
+    @property
+    def pairwise(self) -> bool:
+        """A relation family: decided only by comparing two responses (`verdicts_differ`)."""
+        return self.checker in RELATIONS
+
     def check(self, prompt: str, response: str, finished: bool = True) -> bool | None:
         """The checker's verdict, or None when it cannot tell (empty text, cut-off text
         whose verdict could still change)."""
         if not response.strip():
             return None
-        if self.checker in RELATIONS:
+        if self.pairwise:
             raise SalmonError(f"'{self.family}' compares two responses ({self.checker}): use verdicts_differ")
         info = CHECKERS[self.checker]
         v = info.fn(prompt, response, self.param)
@@ -272,7 +277,7 @@ def _family(raw: object, where: str, split: str, core: bool = False) -> list[Ver
     where = f"{where} ({name})"
     if check not in CHECKERS and check not in RELATIONS:
         raise SalmonError(f"{where}: unknown checker {check!r} (known: {', '.join([*CHECKERS, *RELATIONS])})")
-    info = CHECKERS.get(check) or CheckerInfo(lambda *_: None, False, "none")  # a relation takes no parameter
+    needs_param = check in CHECKERS and CHECKERS[check].needs_param  # a relation takes no parameter
     block = raw.get(split)
     if split == "dev":
         if block is None:
@@ -286,7 +291,7 @@ def _family(raw: object, where: str, split: str, core: bool = False) -> list[Ver
         raise SalmonError(f"{where}: 'train: more_phrasings' must be a list of definition/negation pairs")
     phrasings = [*block["phrasings"], *(more or [])]
     out = []
-    for n in _params(block, info.needs_param, f"{where}: {split}"):
+    for n in _params(block, needs_param, f"{where}: {split}"):
         steer = raw.get("steer")
         steer_pair = None
         if steer is not None:
@@ -343,7 +348,7 @@ def verdicts_differ(v: Verifiable, prompt: str, a: str, b: str, finished_a: bool
                     finished_b: bool = True) -> int:
     """+1 when only response a satisfies v, -1 when only b does, 0 when equal or unknown
     (for a relation family: the relation's own +1 / -1 / 0)."""
-    if v.checker in RELATIONS:
+    if v.pairwise:
         return RELATIONS[v.checker](prompt, a, b, finished_a, finished_b)
     va, vb = v.check(prompt, a, finished_a), v.check(prompt, b, finished_b)
     if va is None or vb is None or va == vb:
