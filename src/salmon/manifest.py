@@ -47,6 +47,25 @@ def _digest_path(spec: str) -> str:
     return hashlib.sha256(str(sorted(x.name for x in p.iterdir())).encode()).hexdigest()
 
 
+def tree_digest(root: Path, names: list[str]) -> str:
+    """A content digest of the files under `root/<name>` for each name (relative paths and
+    bytes; a missing name counts as empty), so that editing, adding or removing any of them
+    changes it. Compiled Python files are skipped."""
+    h = hashlib.sha256()
+    for name in names:
+        base = Path(root) / name
+        if base.is_file():
+            files = [base]
+        else:
+            files = sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else []
+        for p in files:
+            if p.suffix == ".pyc":
+                continue
+            h.update(str(p.relative_to(root)).encode())
+            h.update(_digest_path(str(p)).encode())
+    return h.hexdigest()
+
+
 def input_digest(inputs: list[str], settings: dict[str, Any], run_dir: str | None = None) -> str:
     """Digest of what a stage reads (contents) and its settings. Paths under `run_dir` are
     named relative to it, so a run folder that was moved or copied still matches."""

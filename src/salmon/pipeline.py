@@ -7,7 +7,8 @@
 Each stage runs in its own process (so its peak memory is its own and is released)
 and lives in its own sub-folder of the run with its resolved config and a
 `manifest.json` written last (input hashes, versions, wall time, peak memory). A rerun
-skips stages whose manifest matches their inputs, and resumes an interrupted stage from
+skips stages whose manifest matches their inputs (files, settings and the built-in files
+the stage reads, BUILTIN_READS), and resumes an interrupted stage from
 its partial output. `--from STAGE` moves that stage's folder and all later ones aside
 (`<stage>.old-N`), so nothing already written is lost.
 """
@@ -27,7 +28,7 @@ from salmon.config import check_resume, dump_yaml, from_dict, load_config, opt, 
 from salmon.errors import SalmonError
 from salmon.jsonl import atomic_write_text
 from salmon.machine import record_machine_in_subprocess
-from salmon.manifest import input_digest, read_manifest
+from salmon.manifest import input_digest, read_manifest, tree_digest
 from salmon.progress import info
 from salmon.run_settings import record_settings, settings_block
 from salmon.stages import OPTIONAL, STAGE_ORDER, pipeline_stage, stage_entry
@@ -71,6 +72,35 @@ def _wiring(run: RunConfig, d: Path) -> dict[str, dict[str, Any]]:
                      "run_dir": str(d), "out": str(d / "evaluate")},
         "report": {"run_dir": str(d), "out": str(d / "report")},
     }
+
+
+# Built-in files (inside the installed package) a stage reads without a config field naming
+# them: principle collections and their negations, verifiable phrasings, dev sets, prompt
+# files and templates. Their contents go into the stage's digest, so that an upgrade or an
+# edit that changes them redoes the stage instead of keeping output made from the old ones.
+BUILTIN_READS: dict[str, list[str]] = {
+    "self_align": ["data/exemplars", "data/principles", "prompts"],
+    "sft": [],
+    "generate": ["data/prompts"],
+    "pairs": [],
+    "judge": ["data/principles", "prompts"],
+    "contrast": ["data/prompts", "data/principles", "data/verify"],
+    "aggregate": ["data/principles", "data/verify"],
+    "train_rm": ["data/principles", "data/verify", "prompts"],
+    "rl": ["data/prompts", "data/principles", "data/verify", "prompts"],
+    "evaluate": ["data/dev", "data/prompts", "data/principles", "data/verify", "prompts"],
+    "report": [],
+}
+
+
+def builtin_digest(stage: str, root: Path | None = None) -> str:
+    """Digest of the built-in files `stage` reads (BUILTIN_READS), under the package folder
+    (or `root`)."""
+    if root is None:
+        from importlib import resources
+
+        root = Path(str(resources.files("salmon")))
+    return tree_digest(root, BUILTIN_READS.get(stage, []))
 
 
 def _inputs(stage: str, wiring: dict[str, Any]) -> list[str]:
@@ -186,6 +216,7 @@ def _run_stage(stage: str, cfg: Any, inputs: list[str], run_dir: Path) -> None:
     stage_dir = run_dir / stage
     # Paths inside the run folder are hashed relative to it, so a moved run still resumes.
     settings = {k: v.replace(str(run_dir), "<run>") if isinstance(v, str) else v for k, v in to_dict(cfg).items()}
+    settings["<built-in files>"] = builtin_digest(stage)
     digest = input_digest(inputs, settings, str(run_dir))
     manifest = read_manifest(stage_dir)
     if manifest is not None:

@@ -89,9 +89,11 @@ def change_verdict(m: dict[str, Any], key: str, up: str = "higher after RL", dow
 # ---- sections -------------------------------------------------------------------------
 
 def rm_sets(m: dict[str, Any]) -> list[str]:
-    """Labelled sets with RM figures (`rm.<set>.accuracy`), in the order they appear."""
+    """Labelled sets with RM figures (`rm.<set>.accuracy`), in the order they appear; the
+    headline set's copies (`rm.accuracy`, `rm.raw.accuracy`) are not sets of their own."""
     return [k[3:-len(".accuracy")] for k in m if k.startswith("rm.") and k.endswith(".accuracy")
-            and k.count(".") >= 2 and ".by_split." not in k and ".judge." not in k]
+            and k.count(".") >= 2 and ".by_split." not in k and ".judge." not in k
+            and not k.startswith("rm.raw.")]
 
 
 def rm_section(m: dict[str, Any]) -> Section | None:

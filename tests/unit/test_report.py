@@ -169,3 +169,12 @@ def test_screenshot_in_headless_chromium(tmp_path):
     assert png_size(shot) == (900, 1400)
     colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20)
     assert colours is not None and len(colours) > 50  # text and charts drawn, not a blank page
+
+
+def test_rm_sets_leave_out_the_headline_copies():
+    from salmon.report_page import rm_sets
+
+    m = {"rm.accuracy": 0.4, "rm.raw.accuracy": 0.5, "rm.by_split.heldout_principle.accuracy": 0.4,
+         "rm.judge_test.accuracy": 0.4, "rm.judge_test.raw.accuracy": 0.5,
+         "rm.judge_test.by_split.heldout_principle.accuracy": 0.3, "rm.verify_test.accuracy": 0.7}
+    assert rm_sets(m) == ["judge_test", "judge_test.raw", "verify_test"]

@@ -81,7 +81,7 @@ def test_by_seed_assembly_with_fake_measurements(monkeypatch, tmp_path, capsys):
     calls: list = []
     penalties: list = []
     _fake_models(monkeypatch, calls, penalties)
-    steer(SteerBenchConfig(policy="start", rm="rm", seeds=[0, 1], eval_max_new_tokens=288,
+    steer(SteerBenchConfig(policy="start", rm="rm", seeds=[0, 1], eval_max_new_tokens=288, max_new_tokens=160,
                            unfinished_penalty=-6.0, value_head_init="zero", out=str(tmp_path / "s"), json=True))
     captured = capsys.readouterr()
     result = json.loads(captured.out)
@@ -111,11 +111,13 @@ def test_by_seed_assembly_with_fake_measurements(monkeypatch, tmp_path, capsys):
     assert "runs" not in result  # only with one seed
     warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "seed 1" in warnings[0] and "288" in warnings[0] and "100.0" in warnings[0]
+    assert result["train_tokens_over_start_length"] == 1.6  # 160 / 100: room for 1.5x, no warning
 
 
 def test_one_seed_keeps_the_earlier_fields(monkeypatch, tmp_path, capsys):
     _fake_models(monkeypatch, [])
-    steer(SteerBenchConfig(policy="start", rm="rm", seed=0, eval_max_new_tokens=300, out=str(tmp_path), json=True))
+    steer(SteerBenchConfig(policy="start", rm="rm", seed=0, eval_max_new_tokens=300, max_new_tokens=135,
+                           out=str(tmp_path), json=True))
     captured = capsys.readouterr()
     result = json.loads(captured.out)
     assert result["seeds"] == [0] and len(result["by_seed"]) == 1
@@ -128,7 +130,7 @@ def test_automatic_cap_is_chosen_on_the_first_seed(monkeypatch, tmp_path, capsys
     calls: list = []
     _fake_models(monkeypatch, calls)
     monkeypatch.setattr(steer_bench, "AUTO_CAPS", (64, 128, 256, 512))
-    steer(SteerBenchConfig(policy="start", rm="rm", seeds=[0, 1], out=str(tmp_path), json=True))
+    steer(SteerBenchConfig(policy="start", rm="rm", seeds=[0, 1], max_new_tokens=150, out=str(tmp_path), json=True))
     # seed 0 starts at 90 tokens: 64 (mean 64, 1x) and 128 (mean 90, 1.42x) leave too little
     # room, 256 (2.84x) too, 512 (5.69x) is enough; seed 1 (100 tokens) and every run use 512
     measures = [c for c in calls if c[0] == "measure"]
@@ -141,9 +143,20 @@ def test_automatic_cap_is_chosen_on_the_first_seed(monkeypatch, tmp_path, capsys
     assert result["by_seed"][0]["thoroughness_after"] == 180.0 and "warning" not in captured.err
     # none of the automatic caps is enough: the last one is used, with the warning
     monkeypatch.setattr(steer_bench, "AUTO_CAPS", (64, 128))
-    steer(SteerBenchConfig(policy="start", rm="rm", seeds=[0], out=str(tmp_path / "b"), json=True))
+    steer(SteerBenchConfig(policy="start", rm="rm", seeds=[0], max_new_tokens=150, out=str(tmp_path / "b"), json=True))
     captured = capsys.readouterr()
     assert json.loads(captured.out)["eval_max_new_tokens"] == 128 and "warning: seed 0" in captured.err
+
+
+def test_training_length_below_the_growth_target_warns(monkeypatch, tmp_path, capsys):
+    _fake_models(monkeypatch, [])
+    # starting mean 90 tokens: 134 < 1.5 x 90 = 135 warns, 135 does not
+    steer(SteerBenchConfig(policy="start", rm="rm", seed=0, eval_max_new_tokens=300, max_new_tokens=134,
+                           out=str(tmp_path / "a"), json=True))
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "--max-new-tokens 134" in warnings[0] and "1.49x" in warnings[0]
+    assert "90.0 tokens" in warnings[0] and json.loads(captured.out)["train_tokens_over_start_length"] == 1.489
 
 
 @pytest.mark.parametrize("kwargs, match", [({"seeds": [1, 1]}, "--seeds"), ({"seeds": []}, "--seeds"),

@@ -85,7 +85,7 @@ class TrainRMConfig:
     lora_dropout: float = opt(0.0, "LoRA dropout")
     templates: list[str] = opt(["rm"], "RM prompt wordings rotated over training examples by pair id "
                                        f"(known: {', '.join(RM_TEMPLATES)}); scoring always uses 'rm'")
-    trainable_layers: int = opt(4, "Train only the top N transformer layers (LoRA there, or every weight of them "
+    trainable_layers: int = opt(8, "Train only the top N transformer layers (LoRA there, or every weight of them "
                                    "with --no-lora) plus the score head; 0: all layers. Fewer is faster: the "
                                    "backward pass stops at the first trainable layer")
     max_response_tokens: int | None = opt(None, "Cut each training response to its first N tokens (marked with "

@@ -22,6 +22,7 @@ from salmon.rl.bench import _emit
 
 CAP_ROOM = 3.0  # the evaluation cap must be at least this many times the starting mean length
 AUTO_CAPS = (256, 512, 1024, 2048)  # evaluation caps tried in turn when none is given
+SHRINK, GROW = 0.67, 1.5  # the targets: first set's mean length after <= SHRINK x before, second's >= GROW x
 
 
 @dataclass
@@ -65,6 +66,7 @@ def steer(cfg: SteerBenchConfig) -> None:
     for seed in seeds:
         before, cap = _measure_start(cfg, seed, cap)  # an automatic cap is chosen on the first seed only
         _warn_cap(cap, _mean(before["lengths"]), seed)
+        _warn_rollout(cfg.max_new_tokens, _mean(before["lengths"]), seed)
         runs = {n: _train_and_measure(cfg, seed, n, spec, cap) for n, spec in zip(names, cfg.sets, strict=True)}
         measured.append((seed, before, runs))
     rm = InstructableRewardModel.load(cfg.rm, device="cpu")
@@ -98,6 +100,16 @@ def _warn_cap(cap: int, start_mean: float, seed: int) -> None:
         print(f"warning: seed {seed}: --eval-max-new-tokens {cap} is {room:.2f}x the starting policy's mean "
               f"answer length {start_mean:.1f} tokens (below {CAP_ROOM:g}x, so answers have little room to grow)",
               file=sys.stderr)
+
+
+def _warn_rollout(max_new_tokens: int, start_mean: float, seed: int) -> None:
+    """Training responses cut below the growth target: every rollout long enough to be
+    rewarded as thorough is cut off, so PPO can learn when to stop but not to write more."""
+    room = cap_room(max_new_tokens, [start_mean])
+    if room is not None and room < GROW:
+        print(f"warning: seed {seed}: training responses stop at --max-new-tokens {max_new_tokens}, "
+              f"{room:.2f}x the starting policy's mean answer length {start_mean:.1f} tokens (below {GROW:g}x, "
+              f"so PPO never sees a finished answer as long as the growth target)", file=sys.stderr)
 
 
 def _check(cfg: SteerBenchConfig) -> tuple[list[str], list[int]]:
@@ -203,7 +215,7 @@ def _own(description: dict, name: str) -> dict:
     return {**description, "mean_rm_score": description["mean_rm_score_under"][name]}
 
 
-def steer_targets(by_seed: list[dict], shrink: float = 0.67, grow: float = 1.5,
+def steer_targets(by_seed: list[dict], shrink: float = SHRINK, grow: float = GROW,
                   names: list[str] | None = None) -> dict:
     """Per seed: did the first set's mean length after RL fall to <= `shrink` x before, and
     the second's rise to >= `grow` x before? `all` only when every seed meets both.
@@ -237,7 +249,9 @@ def steer_result(cfg: SteerBenchConfig, names: list[str], by_seed: list[dict], n
                     "eval_cap_automatic": not cfg.eval_max_new_tokens,
                     "eval_responses": n_eval, "seeds": [e["seed"] for e in by_seed], "by_seed": by_seed,
                     "targets_met": steer_targets(by_seed, names=names),
-                    "eval_cap_over_start_length": room, "cap_ok": room is not None and room >= CAP_ROOM}
+                    "eval_cap_over_start_length": room, "cap_ok": room is not None and room >= CAP_ROOM,
+                    "train_tokens_over_start_length": cap_room(cfg.max_new_tokens,
+                                                               [e[f"{a}_before"] for e in by_seed])}
     if len(by_seed) == 1:
         only = by_seed[0]
         result["runs"] = only["runs"]
