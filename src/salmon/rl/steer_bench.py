@@ -65,8 +65,11 @@ def steer(cfg: SteerBenchConfig) -> None:
     measured, cap = [], cfg.eval_max_new_tokens
     for seed in seeds:
         before, cap = _measure_start(cfg, seed, cap)  # an automatic cap is chosen on the first seed only
-        _warn_cap(cap, _mean(before["lengths"]), seed)
-        _warn_rollout(cfg.max_new_tokens, _mean(before["lengths"]), seed)
+        start = _mean(before["lengths"])
+        _warn_room(seed, "--eval-max-new-tokens", cap, start, CAP_ROOM, "so answers have little room to grow")
+        # training answers cut below the growth target: PPO can learn when to stop, not to write more
+        _warn_room(seed, "--max-new-tokens", cfg.max_new_tokens, start, GROW,
+                   "so PPO never sees a finished answer as long as the growth target")
         runs = {n: _train_and_measure(cfg, seed, n, spec, cap) for n, spec in zip(names, cfg.sets, strict=True)}
         measured.append((seed, before, runs))
     rm = InstructableRewardModel.load(cfg.rm, device="cpu")
@@ -94,22 +97,12 @@ def _measure_start(cfg: SteerBenchConfig, seed: int, cap: int) -> tuple[dict, in
     return measured, tried
 
 
-def _warn_cap(cap: int, start_mean: float, seed: int) -> None:
-    room = cap_room(cap, [start_mean])
-    if room is not None and room < CAP_ROOM:
-        print(f"warning: seed {seed}: --eval-max-new-tokens {cap} is {room:.2f}x the starting policy's mean "
-              f"answer length {start_mean:.1f} tokens (below {CAP_ROOM:g}x, so answers have little room to grow)",
-              file=sys.stderr)
-
-
-def _warn_rollout(max_new_tokens: int, start_mean: float, seed: int) -> None:
-    """Training responses cut below the growth target: every rollout long enough to be
-    rewarded as thorough is cut off, so PPO can learn when to stop but not to write more."""
-    room = cap_room(max_new_tokens, [start_mean])
-    if room is not None and room < GROW:
-        print(f"warning: seed {seed}: training responses stop at --max-new-tokens {max_new_tokens}, "
-              f"{room:.2f}x the starting policy's mean answer length {start_mean:.1f} tokens (below {GROW:g}x, "
-              f"so PPO never sees a finished answer as long as the growth target)", file=sys.stderr)
+def _warn_room(seed: int, flag: str, tokens: int, start_mean: float, need: float, why: str) -> None:
+    """One stderr line when a token limit leaves less than `need` x the starting mean length."""
+    room = cap_room(tokens, [start_mean])
+    if room is not None and room < need:
+        print(f"warning: seed {seed}: {flag} {tokens} is {room:.2f}x the starting policy's mean "
+              f"answer length {start_mean:.1f} tokens (below {need:g}x, {why})", file=sys.stderr)
 
 
 def _check(cfg: SteerBenchConfig) -> tuple[list[str], list[int]]:
@@ -241,7 +234,8 @@ def steer_result(cfg: SteerBenchConfig, names: list[str], by_seed: list[dict], n
     """The printed result: settings, `by_seed`, targets, cap room; with one seed also the
     earlier top-level `runs` and length ratio."""
     a, b = names
-    room = cap_room(cap, [e[f"{a}_before"] for e in by_seed])
+    starts = [e[f"{a}_before"] for e in by_seed]
+    room = cap_room(cap, starts)
     result: dict = {"policy": cfg.policy, "rm": cfg.rm, "steps": cfg.steps, "prompts_per_step": cfg.batch_size,
                     "max_new_tokens": cfg.max_new_tokens, "unfinished_penalty": cfg.unfinished_penalty,
                     "value_head_init": cfg.value_head_init, "center_scores": cfg.center_scores,
@@ -250,8 +244,7 @@ def steer_result(cfg: SteerBenchConfig, names: list[str], by_seed: list[dict], n
                     "eval_responses": n_eval, "seeds": [e["seed"] for e in by_seed], "by_seed": by_seed,
                     "targets_met": steer_targets(by_seed, names=names),
                     "eval_cap_over_start_length": room, "cap_ok": room is not None and room >= CAP_ROOM,
-                    "train_tokens_over_start_length": cap_room(cfg.max_new_tokens,
-                                                               [e[f"{a}_before"] for e in by_seed])}
+                    "train_tokens_over_start_length": cap_room(cfg.max_new_tokens, starts)}
     if len(by_seed) == 1:
         only = by_seed[0]
         result["runs"] = only["runs"]
