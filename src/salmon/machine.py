@@ -28,11 +28,11 @@ PROBE_SHAPE = (512, 576, 1536)
 MACHINE_FILE = "machine.json"
 
 
-def matmul_peak(m: int, k: int, n: int, seconds: float = 1.0) -> float:
-    """Best GFLOP/s of a dense fp32 (m x k) @ (k x n) matmul over about `seconds`."""
+def matmul_peak(m: int, k: int, n: int, seconds: float = 1.0, dtype: str = "float32") -> float:
+    """Best GFLOP/s of a dense (m x k) @ (k x n) matmul in `dtype` over about `seconds`."""
     import torch
 
-    a, b = torch.randn(m, k), torch.randn(k, n)
+    a, b = torch.randn(m, k, dtype=getattr(torch, dtype)), torch.randn(k, n, dtype=getattr(torch, dtype))
     a @ b
     best, stop = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < stop:
@@ -43,10 +43,12 @@ def matmul_peak(m: int, k: int, n: int, seconds: float = 1.0) -> float:
 
 
 def measure_machine(seconds: float = 1.5) -> dict[str, Any]:
-    """The dense fp32 matmul peak (GFLOP/s, best over `seconds`) and the thread count."""
+    """The dense fp32 matmul peak (GFLOP/s, best over `seconds`), the bf16 one (over a
+    third of that: whether `train-rm --mixed-precision bf16` can pay here), and the thread count."""
     import torch
 
     return {"matmul_gflops": round(matmul_peak(*PROBE_SHAPE, seconds=seconds), 1),
+            "matmul_bf16_gflops": round(matmul_peak(*PROBE_SHAPE, seconds=seconds / 3, dtype="bfloat16"), 1),
             "matmul_shape": list(PROBE_SHAPE), "torch_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count()}
 

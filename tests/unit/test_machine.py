@@ -16,6 +16,7 @@ def test_normalised_seconds_by_hand():
 
 def test_measure_record_and_read(tmp_path, one_torch_thread):
     info = machine.record_machine(tmp_path, seconds=0.05)
-    assert info["matmul_gflops"] > 0 and info["matmul_shape"] == list(machine.PROBE_SHAPE)
+    assert info["matmul_gflops"] > 0 and info["matmul_bf16_gflops"] > 0
+    assert info["matmul_shape"] == list(machine.PROBE_SHAPE)
     assert machine.read_machine(tmp_path) == info
     assert machine.read_machine(tmp_path / "nowhere") is None

@@ -35,7 +35,9 @@ def test_bench_train_rm_on_the_tiny_model(tiny_model, tmp_path, cli):
     data = save_rm_data(rm_rows(8), tmp_path)
     code, stdout, stderr = cli("bench", "train-rm", "--model", tiny_model, "--data", data, "--pairs", "8",
                                "--batch-size", "2", "--max-length", "192", "--eval-limit", "4",
-                               "--new", "trainable_layers=1,flip_coefficient=1", "--out", tmp_path / "b", "--json")
+                               "--new", "trainable_layers=1,flip_coefficient=1,mixed_precision=bf16",
+                               "--today", "max_response_tokens=8",
+                               "--out", tmp_path / "b", "--json")
     assert code == 0, stderr
     res = json.loads(stdout.strip().splitlines()[-1])
     for name in ("today", "new"):
@@ -43,11 +45,16 @@ def test_bench_train_rm_on_the_tiny_model(tiny_model, tmp_path, cli):
         assert run["steps"] == 4 and run["pairs_per_s"] > 0 and run["peak_rss_mb"] > 50
         assert run["dev"]["n"] == 4 and 0 <= run["dev"]["accuracy"] <= 1 and run["test"]["n"] == 4
     assert res["new"]["settings"]["trainable_layers"] == 1 and res["today"]["settings"]["trainable_layers"] == 0
+    assert res["today"]["settings"]["max_response_tokens"] == 8 and res["new"]["settings"]["max_response_tokens"] is None
+    assert res["today"]["settings"]["mixed_precision"] == "no" and res["new"]["settings"]["mixed_precision"] == "bf16"
     assert res["speedup"] == pytest.approx(res["new"]["pairs_per_s"] / res["today"]["pairs_per_s"], rel=1e-2)
     lo, hi = res["dev_accuracy_diff_ci95"]
     assert lo <= res["dev_accuracy_diff"] <= hi and res["matmul_peak_gflops_per_s"] > 0
+    assert res["matmul_bf16_gflops_per_s"] > 0
 
 
 def test_bench_train_rm_rejects_bad_settings():
     with pytest.raises(SalmonError, match="--new"):
         BenchTrainRMConfig(new="lr").validate()
+    with pytest.raises(SalmonError, match="--today"):
+        BenchTrainRMConfig(today="no_such=1").validate()

@@ -316,3 +316,47 @@ def test_trainer_uses_twin_batches_and_a_faster_head(tiny_model, tmp_path):
     plain = make_trainer_class(None, 2, 0, 1.0)(model=model, args=args, train_dataset=tokenize_rows(rows, tok, 192),
                                                  processing_class=tok)
     assert not isinstance(plain._get_train_sampler(), TwinBatchSampler)
+
+
+def test_final_eval_reuses_the_evaluation_logged_at_the_last_step():
+    from salmon.reward.trainer import final_eval
+
+    history = [{"loss": 0.7, "step": 2}, {"eval_loss": 0.6, "eval_accuracy": 0.5, "step": 2},
+               {"loss": 0.5, "step": 4}]
+    assert final_eval(history, 4) == {}  # the last evaluation was at step 2: run one at 4
+    history.append({"eval_loss": 0.4, "eval_accuracy": 0.75, "step": 4})
+    assert final_eval(history, 4) == {"eval_loss": 0.4, "eval_accuracy": 0.75, "step": 4}
+    assert final_eval([], 0) == {}
+
+
+def test_held_out_evaluation_runs_once_per_step_and_only_at_the_end_with_eval_steps_0_in_either_precision(tiny_model, tmp_path,
+                                                                                      monkeypatch):
+    import salmon.reward.trainer as trainer_mod
+
+    calls: list[int] = []
+    real = trainer_mod.make_trainer_class
+
+    def counting(*args, **kw):
+        class Counting(real(*args, **kw)):
+            def evaluate(self, *a, **k):
+                calls.append(self.state.global_step)
+                return super().evaluate(*a, **k)
+        return Counting
+
+    monkeypatch.setattr(trainer_mod, "make_trainer_class", counting)
+    data = save_rm_data(rm_rows(), tmp_path)
+    for every, expected, precision in ((2, [2, 4], "no"), (0, [4], "bf16")):
+        calls.clear()
+        out = train_rm(small_cfg(tiny_model, data, tmp_path / f"rm{every}", max_steps=4, eval_steps=every,
+                                 mixed_precision=precision))
+        assert calls == expected
+        summary = json.loads((out / "summary.json").read_text())
+        assert 0 <= summary["heldout_accuracy"] <= 1 and summary["mixed_precision"] == precision
+
+
+def test_bad_evaluation_and_precision_settings_are_clear_errors():
+    for kw, flag in ((dict(eval_steps=-1), "--eval-steps"), (dict(mixed_precision="fp8"), "--mixed-precision")):
+        with pytest.raises(SalmonError, match=flag):
+            TrainRMConfig(**kw).validate()
+    TrainRMConfig(eval_steps=0).validate()
+

@@ -13,7 +13,13 @@ test set (which only reports) with `salmon eval-rm`'s code. Prints one JSON obje
 - dev_accuracy_diff: new minus today's accuracy on the dev set, with a 95% paired
   bootstrap interval over its pairs (`dev_accuracy_diff_ci95`);
 - matmul_peak_gflops_per_s: a dense fp32 matmul shaped like the model's MLP, measured in
-  this run, so the absolute figures can be compared across machines.
+  this run, so the absolute figures can be compared across machines; and the same in bf16
+  (`matmul_bf16_gflops_per_s`: where it is well above the fp32 one, train-rm's
+  `--mixed-precision bf16` trains faster).
+
+`--today k=v,...` replaces the old recipe's settings, to measure one setting alone: e.g.
+`--today trainable_layers=8,share_prefix=true --new mixed_precision=bf16` is today's
+default recipe in fp32 against the same recipe under bf16 autocast.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from salmon.errors import SalmonError
 
 # the recipe before this benchmark existed: LoRA on every layer, whole responses, no flip term
 TODAY: dict[str, Any] = {"trainable_layers": 0, "max_response_tokens": None, "flip_coefficient": 0.0, "share_prefix": False,
-                         "lora": True, "lora_r": 16, "lora_alpha": 32}
+                         "lora": True, "lora_r": 16, "lora_alpha": 32, "mixed_precision": "no"}
 TARGETS = {"speedup": 3.0, "peak_rss_mb": 4096}
 
 
@@ -49,6 +55,8 @@ class BenchTrainRMConfig:
     eval_limit: int | None = opt(None, "Score only the first N pairs of --dev and --test")
     new: str = opt("", "Settings of the new recipe over train-rm's defaults, as k=v,k=v "
                        "(e.g. trainable_layers=4,flip_coefficient=1)")
+    today: str = opt("", "Settings that replace the old recipe's, as k=v,k=v: to measure one setting alone, "
+                         "e.g. trainable_layers=8,share_prefix=true with --new mixed_precision=bf16")
     out: str | None = opt(None, "Keep the trained RMs and evaluations here (default: a temporary folder)")
     json: bool = opt(False, "Print only the JSON object")
 
@@ -56,9 +64,10 @@ class BenchTrainRMConfig:
         if self.pairs < 1 or self.batch_size < 1:
             raise SalmonError("--pairs and --batch-size must be at least 1")
         parse_overrides(self.new)
+        parse_overrides(self.today, "--today")
 
 
-def parse_overrides(spec: str) -> dict[str, Any]:
+def parse_overrides(spec: str, flag: str = "--new") -> dict[str, Any]:
     """'a=1,b=x' -> {'a': 1, 'b': 'x'} (values read as YAML), checked against train-rm's fields."""
     import yaml
 
@@ -70,7 +79,7 @@ def parse_overrides(spec: str) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in fields:
-            raise SalmonError(f"--new {item!r}: expected name=value with a train-rm setting name")
+            raise SalmonError(f"{flag} {item!r}: expected name=value with a train-rm setting name")
         out[key] = yaml.safe_load(value)
     return out
 
@@ -134,19 +143,21 @@ def measure_train_rm(cfg: BenchTrainRMConfig) -> dict[str, Any]:
     from salmon.reward.train import TrainRMConfig
 
     defaults = {f.name: getattr(TrainRMConfig(), f.name) for f in dataclasses.fields(TrainRMConfig)}
-    new = {k: defaults[k] for k in TODAY} | parse_overrides(cfg.new)
+    today = TODAY | parse_overrides(cfg.today, "--today")
+    new = {k: defaults[k] for k in today} | parse_overrides(cfg.new)
     sets = {"dev": cfg.dev, **({"test": cfg.test} if cfg.test else {})}
     result: dict[str, Any] = {"model": cfg.model, "data": cfg.data, "pairs": cfg.pairs, "batch_size": cfg.batch_size,
                               "max_length": cfg.max_length}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(cfg.out) if cfg.out else Path(tmp)
-        for name, settings in (("today", TODAY), ("new", new)):
+        for name, settings in (("today", today), ("new", new)):
             work = root / name
             work.mkdir(parents=True, exist_ok=True)
             started = time.perf_counter()
             run = run_recipe(recipe_config(cfg, settings, work / "rm"), sets, cfg.eval_limit, work)
             result[name] = {"settings": settings, **run, "wall_seconds": round(time.perf_counter() - started, 1)}
     result["matmul_peak_gflops_per_s"] = round(matmul_peak(512, 576, 1536, seconds=1.0), 1)
+    result["matmul_bf16_gflops_per_s"] = round(matmul_peak(512, 576, 1536, seconds=0.5, dtype="bfloat16"), 1)
     return summarize(result)
 
 

@@ -234,14 +234,15 @@ def run_phase(model, tokenizer, train_ds, eval_ds, out_dir: Path, cfg: Any, epoc
         raise SalmonError(f"--out {out_dir}: has checkpoints; drop --no-resume to continue, or choose another --out")
     if last:
         info(f"resuming from {last}")
+    bf16 = _use_bf16(model) or cfg.mixed_precision == "bf16"  # a bf16 model trains in bf16 anyway
     args = RewardConfig(
         output_dir=str(out_dir), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate, num_train_epochs=epochs,
         max_steps=cfg.max_steps or -1, warmup_steps=cfg.warmup, lr_scheduler_type="cosine",
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=max(cfg.save_total_limit, 2),
-        eval_strategy="steps" if eval_ds is not None else "no", eval_steps=cfg.eval_steps,
+        eval_strategy="steps" if eval_ds is not None and cfg.eval_steps else "no", eval_steps=cfg.eval_steps or None,
         seed=cfg.seed, data_seed=cfg.seed, max_length=None, report_to=trainer_report_to(cfg.report_to, out_dir),
-        disable_tqdm=True, use_cpu=not _has_cuda(), bf16=_use_bf16(model),
+        disable_tqdm=True, use_cpu=not _has_cuda(), bf16=bf16,
         dataloader_num_workers=0, pad_to_multiple_of=None, gradient_checkpointing=cfg.gradient_checkpointing,
     )
     callbacks = [stop_after_callback(cfg.stop_after)] if cfg.stop_after else []
@@ -253,17 +254,31 @@ def run_phase(model, tokenizer, train_ds, eval_ds, out_dir: Path, cfg: Any, epoc
     salmon_callbacks(trainer, cfg.progress, out_dir)
     with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its logs; stdout stays clean
         result = trainer.train(resume_from_checkpoint=last)
-        ev = trainer.evaluate() if eval_ds is not None and trainer.state.global_step >= trainer.state.max_steps else {}
+        ev = (final_eval(trainer.state.log_history, trainer.state.global_step) or trainer.evaluate()
+              if eval_ds is not None and trainer.state.global_step >= trainer.state.max_steps else {})
     state = trainer.state
     runtime = result.metrics.get("train_runtime") or 0.0
     start = int(Path(last).name.rsplit("-", 1)[-1]) if last else 0
     pairs = (state.global_step - start) * cfg.batch_size * cfg.grad_accum * args.world_size
     metrics = {"steps": state.global_step, "max_steps": state.max_steps, "train_loss": result.training_loss,
                "runtime_s": runtime, "pairs_this_run": pairs, "processes": args.world_size, "pairs_per_s": pairs / runtime if runtime else None,
-               "finished": state.global_step >= state.max_steps, "trainer": trainer}
+               "finished": state.global_step >= state.max_steps, "trainer": trainer,
+               "mixed_precision": "bf16" if bf16 else "no"}
     if ev:
         metrics.update(heldout_accuracy=ev.get("eval_accuracy"), heldout_loss=ev.get("eval_loss"))
     return metrics
+
+
+MIXED_PRECISION = ("no", "bf16")
+
+
+def final_eval(log_history: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    """The held-out evaluation the trainer already logged at `step` (its last), so it is
+    not run twice; {} when there is none."""
+    for entry in reversed(log_history):
+        if "eval_loss" in entry and entry.get("step") == step:
+            return entry
+    return {}
 
 
 def last_complete_checkpoint(out_dir: Path) -> str | None:
