@@ -329,8 +329,7 @@ def test_final_eval_reuses_the_evaluation_logged_at_the_last_step():
     assert final_eval([], 0) == {}
 
 
-def test_held_out_evaluation_runs_once_per_step_and_only_at_the_end_with_eval_steps_0_in_either_precision(tiny_model, tmp_path,
-                                                                                      monkeypatch):
+def test_held_out_evaluation_once_per_step_and_only_at_the_end_with_eval_steps_0(tiny_model, tmp_path, monkeypatch):
     import salmon.reward.trainer as trainer_mod
 
     calls: list[int] = []

@@ -111,9 +111,9 @@ class TrainRMConfig:
     limit: int | None = opt(None, "Use only the first N training rows")
     seed: int = opt(0, "Random seed")
     dtype: str = opt("auto", "auto, float32, bfloat16 or float16")
-    mixed_precision: str = opt("no", "no, or bf16: bf16 autocast while training, weights kept in fp32 (1.2-1.3x "
-                                     "faster on a CPU with native bf16, but lower dev-set accuracy in 3 of 3 "
-                                     "runs: docs/reward-training.md)")
+    mixed_precision: str = opt("no", "no, or bf16: bf16 autocast while training, weights kept in fp32 (1.2-1.5x "
+                                     "faster on a CPU with native bf16, but lower verify_dev_rephrased and "
+                                     "judge_dev accuracy in 3 of 3 runs: docs/reward-training.md)")
     resume: bool = opt(True, "Continue from the newest out/checkpoint-* when there is one", resume_safe=True)
     stop_after: int | None = opt(None, "Save a checkpoint and stop once training reaches this step; rerun to go on",
                                  resume_safe=True)
