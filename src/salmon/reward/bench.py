@@ -139,7 +139,7 @@ def _child(spec_path: str) -> None:
 
 
 def measure_train_rm(cfg: BenchTrainRMConfig) -> dict[str, Any]:
-    from salmon.machine import matmul_peak
+    from salmon.machine import PROBE_SHAPE, matmul_peak
     from salmon.reward.train import TrainRMConfig
 
     defaults = {f.name: getattr(TrainRMConfig(), f.name) for f in dataclasses.fields(TrainRMConfig)}
@@ -156,8 +156,8 @@ def measure_train_rm(cfg: BenchTrainRMConfig) -> dict[str, Any]:
             started = time.perf_counter()
             run = run_recipe(recipe_config(cfg, settings, work / "rm"), sets, cfg.eval_limit, work)
             result[name] = {"settings": settings, **run, "wall_seconds": round(time.perf_counter() - started, 1)}
-    result["matmul_peak_gflops_per_s"] = round(matmul_peak(512, 576, 1536, seconds=1.0), 1)
-    result["matmul_bf16_gflops_per_s"] = round(matmul_peak(512, 576, 1536, seconds=0.5, dtype="bfloat16"), 1)
+    result["matmul_peak_gflops_per_s"] = round(matmul_peak(*PROBE_SHAPE, seconds=1.0), 1)
+    result["matmul_bf16_gflops_per_s"] = round(matmul_peak(*PROBE_SHAPE, seconds=0.5, dtype="bfloat16"), 1)
     return summarize(result)
 
 
