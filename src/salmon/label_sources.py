@@ -67,6 +67,10 @@ class LabelSourcesConfig:
                                  "against its own first sentences wins under completeness phrasings) and try "
                                  "the shorter edit first; off by default (tried, not adopted: "
                                  "docs/label-sources.md)")
+    verify_balance: float = opt(1.0, "Under --max-examples, how the verify examples kept are spread over the "
+                                     "verifiable families: each family's share is its supply to this power (1: in "
+                                     "proportion, a plain random draw; 0: equal shares; between: between), and inside "
+                                     "a family its principles (wording and parameter) take turns unless it is 1")
     twins: bool = opt(False, "Emit every verify and contrast example with its negated twin (each shown "
                              "principle negated, chosen and rejected swapped), kept together when mixing: "
                              "what the reward model's flip term and contrastive objective learn from")
@@ -79,6 +83,9 @@ class LabelSourcesConfig:
             raise SalmonError("--edits must be 0 (off) or more")
         if self.verify_per_pair < 1 or self.verify_max_principles < 1:
             raise SalmonError("--verify-per-pair and --verify-max-principles must be at least 1")
+        if not 0.0 <= self.verify_balance <= 1.0:
+            raise SalmonError(f"--verify-balance must be between 0 (equal family shares) and 1 (in proportion), "
+                              f"got {self.verify_balance}")
         if self.max_examples is not None and self.max_examples < 1:
             raise SalmonError("--max-examples must be at least 1")
         shares = parse_shares(self.source_shares)
@@ -136,18 +143,61 @@ def allocate(available: dict[str, int], shares: dict[str, float], total: int | N
     return take
 
 
+def _units(examples: list[dict[str, Any]]) -> list[list[int]]:
+    """Positions of the examples of each `_group` (an example and its negated twin); an
+    example without one is a group of its own."""
+    groups: dict[Any, list[int]] = {}
+    for i, e in enumerate(examples):
+        groups.setdefault(e.get("_group", i), []).append(i)
+    return list(groups.values())
+
+
 def pick_whole_groups(examples: list[dict[str, Any]], k: int, rng: np.random.Generator) -> list[dict[str, Any]]:
     """About `k` of `examples`, drawn at random but never splitting a `_group` (an example
     and its negated twin); examples without `_group` are groups of one. Order is kept;
     with groups of two and an odd `k`, one example fewer than `k`."""
-    groups: dict[Any, list[int]] = {}
-    for i, e in enumerate(examples):
-        groups.setdefault(e.get("_group", i), []).append(i)
-    units = list(groups.values())
+    units = _units(examples)
     keep: list[int] = []
     for u in rng.permutation(len(units)).tolist():
         if len(keep) + len(units[u]) <= k:
             keep += units[u]
+    return [examples[i] for i in sorted(keep)]
+
+
+def pick_balanced_groups(examples: list[dict[str, Any]], k: int, rng: np.random.Generator,
+                         exponent: float = 0.0) -> list[dict[str, Any]]:
+    """About `k` of `examples` as `pick_whole_groups`, spread over `_family`: each family's
+    quota is split by `allocate` with share supply ** `exponent` (0: equal quotas, 1: in
+    proportion to its supply), a family short of its quota passing the rest on; inside a
+    family its `_key`s (a family's principles: wording and parameter) take turns. Room a
+    twin could not fill is then filled from what is left. A group is keyed by its first
+    example; order is kept."""
+    units = _units(examples)
+    tree: dict[Any, dict[Any, list[list[int]]]] = {}
+    for u in rng.permutation(len(units)).tolist():
+        first = examples[units[u][0]]
+        tree.setdefault(first.get("_family") or "", {}).setdefault(first.get("_key") or "", []).append(units[u])
+    supply = {f: sum(len(u) for us in keys.values() for u in us) for f, keys in tree.items()}
+    quota = allocate(supply, {f: n ** exponent for f, n in supply.items()}, k)
+    keep: list[int] = []
+    left: list[list[int]] = []
+    for fam, by_key in tree.items():
+        keys, turn, taken = list(by_key), 0, 0
+        while keys:
+            key = keys[turn % len(keys)]
+            unit = by_key[key].pop()
+            if by_key[key]:
+                turn += 1
+            else:
+                keys.remove(key)  # the next key moves into this turn's place
+            if taken + len(unit) <= quota[fam]:
+                keep += unit
+                taken += len(unit)
+            else:
+                left.append(unit)
+    for u in rng.permutation(len(left)).tolist():
+        if len(keep) + len(left[u]) <= k:
+            keep += left[u]
     return [examples[i] for i in sorted(keep)]
 
 
@@ -199,7 +249,8 @@ def verify_pair_examples(pair: dict[str, Any], known: dict[str, list[tuple[Verif
                 shown.append(p2)
         extra = shown[1:]
         rng.shuffle(extra)  # the decider is named in dominant_principle; its position is not a cue
-        out += with_twin(_example(pair, label, shown[:1] + extra, "verify", pass_idx), twins)
+        example = _example(pair, label, shown[:1] + extra, "verify", pass_idx)
+        out += with_twin({**example, "_family": v.family, "_key": v.principle.name}, twins)
     return out
 
 
@@ -330,7 +381,10 @@ def add_label_sources(judge_examples: list[dict[str, Any]], pairs: list[dict[str
     mixed = []
     for s in SOURCES:
         if take.get(s):
-            mixed += pick_whole_groups(by_source[s], take[s], rng)
+            if s == "verify" and cfg.verify_balance != 1.0:
+                mixed += pick_balanced_groups(by_source[s], take[s], rng, cfg.verify_balance)
+            else:
+                mixed += pick_whole_groups(by_source[s], take[s], rng)
     summary = {s: {"available": len(by_source.get(s, [])), "used": take.get(s, 0), "share": shares.get(s, 0.0)}
                for s in SOURCES}
     return mixed, counts, summary

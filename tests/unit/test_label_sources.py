@@ -14,6 +14,7 @@ from salmon.label_sources import (
     contrast_examples,
     differing,
     parse_shares,
+    pick_balanced_groups,
     pick_whole_groups,
     verify_examples,
     verify_pair_examples,
@@ -120,6 +121,38 @@ def test_pick_whole_groups_never_splits_a_twin():
     assert pick_whole_groups(ex, 0, np.random.default_rng(0)) == []
 
 
+def test_pick_balanced_groups_spreads_over_families_then_principles():
+    # family A: principle a1 in 4 twin groups, a2 in 1; family B: b1 in 1; a group is keyed by its first example
+    keys = [("A", "a1")] * 4 + [("A", "a2"), ("B", "b1")]
+    ex = [{"i": 2 * g + t, "_group": g, "_family": f, "_key": k} for g, (f, k) in enumerate(keys) for t in (0, 1)]
+    for seed in range(20):
+        got = pick_balanced_groups(ex, 6, np.random.default_rng(seed))
+        # round 1: one group of A and B's only group; round 2: A's other principle -> a1, a2 and b1 once each
+        assert sorted(e["_key"] for e in got) == ["a1", "a1", "a2", "a2", "b1", "b1"]
+        assert [e["i"] for e in got] == sorted(e["i"] for e in got)
+        odd = pick_balanced_groups(ex, 5, np.random.default_rng(seed))  # a twin never split: 2 groups
+        assert len(odd) == 4 and all([e["_group"] for e in odd].count(e["_group"]) == 2 for e in odd)
+    assert pick_balanced_groups(ex, 100, np.random.default_rng(0)) == ex
+    assert pick_balanced_groups(ex, 0, np.random.default_rng(0)) == []
+    plain = [{"i": i} for i in range(5)]  # no family: one bucket, like pick_whole_groups
+    assert len(pick_balanced_groups(plain, 3, np.random.default_rng(0))) == 3
+    # A supplies 12 examples (6 twin groups), B 4 (2 groups); k = 8:
+    # exponent 1: shares 12 : 4 -> quotas 6 and 2 (3 groups and 1); exponent 0: 4 and 4 (2 groups each)
+    ex = [{"i": 2 * g + t, "_group": g, "_family": "AB"[g >= 6], "_key": "k"} for g in range(8) for t in (0, 1)]
+    for exponent, want in ((1.0, {"A": 6, "B": 2}), (0.0, {"A": 4, "B": 4})):
+        got = pick_balanced_groups(ex, 8, np.random.default_rng(3), exponent)
+        assert {f: sum(e["_family"] == f for e in got) for f in "AB"} == want
+
+
+def test_verify_examples_carry_family_and_principle_for_balancing():
+    pair = {"id": "p", "prompt": "q", "response_a": SHORT, "response_b": LONG}
+    known = differing(pair, TRAIN)
+    ex = verify_pair_examples(pair, known, np.random.default_rng(0), 0, 2, 1, 0.5, twins=True)
+    for a, b in zip(ex[::2], ex[1::2]):
+        v = BY_TEXT[a["principles"][0]][0]
+        assert a["_family"] == b["_family"] == v.family and a["_key"] == b["_key"] == v.principle.name
+
+
 def test_verify_drops_and_counts_empty_and_truncated():
     pairs = [{"id": "e", "prompt": "q", "response_a": "", "response_b": LONG},
              {"id": "same", "prompt": "q", "response_a": SHORT, "response_b": SHORT + " "},
@@ -179,8 +212,14 @@ def test_aggregate_mixes_sources_and_records_them(tmp_path):
                             consistency="mean"))
     assert set(load_from_disk(str(capped / "dataset"))["label_source"]) == {"verify"}
     assert len(load_from_disk(str(capped / "dataset"))) == 5
+    even = aggregate(_cfg(tmp_path, pp, jp, out="even", source_shares=["verify=1"], max_examples=5,
+                          consistency="mean", verify_balance=0.0))
+    assert len(load_from_disk(str(even / "dataset"))) == 5
     with pytest.raises(SalmonError, match="--contrast"):
         _cfg(tmp_path, pp, jp, out="bad", source_shares=["contrast=1"]).validate()
+    for bad in (-0.5, 1.5):
+        with pytest.raises(SalmonError, match="--verify-balance"):
+            _cfg(tmp_path, pp, jp, out="bad", source_shares=["verify=1"], verify_balance=bad).validate()
 
 
 def test_cross_pairs_pair_every_other_response_to_a_prompt():

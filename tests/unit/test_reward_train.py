@@ -4,6 +4,7 @@ head, bad data, preference-model pre-training, and eval-rm on the result."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -344,13 +345,30 @@ def test_held_out_evaluation_once_per_step_and_only_at_the_end_with_eval_steps_0
 
     monkeypatch.setattr(trainer_mod, "make_trainer_class", counting)
     data = save_rm_data(rm_rows(), tmp_path)
-    for every, expected, precision in ((2, [2, 4], "no"), (0, [4], "bf16")):
+    summaries = {}
+    for every, expected, precision in ((2, [2, 4], "no"), (4, [4], "no"), (0, [], "no"), (0, [], "bf16")):
         calls.clear()
-        out = train_rm(small_cfg(tiny_model, data, tmp_path / f"rm{every}", max_steps=4, eval_steps=every,
+        out = train_rm(small_cfg(tiny_model, data, tmp_path / f"rm{every}{precision}", max_steps=4, eval_steps=every,
                                  mixed_precision=precision))
-        assert calls == expected
-        summary = json.loads((out / "summary.json").read_text())
+        assert calls == expected  # eval_steps 0: no trainer evaluation; train-rm scores the held-out rows itself
+        summary = summaries[every, precision] = json.loads((out / "summary.json").read_text())
         assert 0 <= summary["heldout_accuracy"] <= 1 and summary["mixed_precision"] == precision
+    # the held-out loss and accuracy train-rm computes are the trainer's evaluation at the last step
+    # (the trainer averages its batches' accuracies: equal here, where every held-out batch is full)
+    logged, computed = summaries[4, "no"], summaries[0, "no"]
+    assert computed["heldout_loss"] == pytest.approx(logged["heldout_loss"], rel=1e-4)
+    assert computed["heldout_accuracy"] == logged["heldout_accuracy"]
+
+
+def test_heldout_raw_metrics_by_hand():
+    from salmon.reward.train import heldout_raw_metrics
+
+    m = heldout_raw_metrics([1.0, 0.0, 2.0, 800.0], [0.0, 0.0, 5.0, 0.0])  # margins 1, 0 (a tie), -3, 800
+    assert m["heldout_accuracy"] == 0.5  # 1 and 800; the tie counts as wrong
+    by_hand = (math.log(1 + math.exp(-1)) + math.log(2) + math.log(1 + math.exp(3)) + 0.0) / 4
+    assert m["heldout_loss"] == pytest.approx(by_hand)
+    with pytest.raises(SalmonError, match="held-out"):
+        heldout_raw_metrics([], [])
 
 
 def test_bad_evaluation_and_precision_settings_are_clear_errors():

@@ -34,6 +34,7 @@ Writes `out/` (adapter + tokenizer + `salmon_rm.json`, then `summary.json` last)
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,7 +227,7 @@ def train_rm(cfg: TrainRMConfig) -> Path:
         _finish(cfg, files, model, tok, train, held, {"steps": 0, "train_loss": None, "runtime_s": 0.0,
                                                  "pairs_this_run": 0, "pairs_per_s": None}, pmp)
         return files.out
-    m = run_phase(model, tok, train, held, files.out, cfg, cfg.epochs, units)
+    m = run_phase(model, tok, train, held, files.out, cfg, cfg.epochs, units, evaluate_at_end=False)
     m["twin_units"] = twins
     trainer = m.pop("trainer")
     if not m["finished"]:
@@ -239,9 +240,10 @@ def train_rm(cfg: TrainRMConfig) -> Path:
 
 
 def _finish(cfg: TrainRMConfig, files: StageFiles, model, tok, train, held, m: dict[str, Any], pmp) -> None:
-    """Reward statistics, the RM folder, and the summary (last). Under the contrastive
-    objective the trainer's held-out accuracy is of raw scores; the summary adds the
-    accuracy of the contrastive reward itself on the held-out twins."""
+    """Reward statistics, the RM folder, and the summary (last). The held-out rows are
+    scored once here: their raw loss and accuracy (`heldout_raw_metrics`, what the trainer's
+    evaluation reports) where training did not log them at its last step, and under the
+    contrastive objective the accuracy of the contrastive reward itself on the held-out twins."""
     import statistics
 
     meta = {"base_model": cfg.model, "template": TEMPLATE, "train_templates": cfg.templates, "max_length": cfg.max_length,
@@ -256,9 +258,12 @@ def _finish(cfg: TrainRMConfig, files: StageFiles, model, tok, train, held, m: d
     if cfg.objective == CONTRASTIVE:  # a twin's rejected input is the same response under the negation
         rewards = contrastive_rewards(rewards[:n], rewards[n:], list(sample["twin"]))
     contrastive_acc = None
-    if cfg.objective == CONTRASTIVE and held is not None:
+    if held is not None:
         scored = rm.score_ids(list(held["chosen_ids"]) + list(held["rejected_ids"]), cfg.batch_size)
-        contrastive_acc = contrastive_accuracy(scored[:len(held)], scored[len(held):], list(held["twin"]))
+        if m.get("heldout_accuracy") is None:
+            m = {**m, **heldout_raw_metrics(scored[:len(held)], scored[len(held):])}
+        if cfg.objective == CONTRASTIVE:
+            contrastive_acc = contrastive_accuracy(scored[:len(held)], scored[len(held):], list(held["twin"]))
     if len(rewards) >= 2:
         meta.update(reward_mean=statistics.fmean(rewards), reward_std=statistics.pstdev(rewards) or 1.0)
     rm.save(files.out)
@@ -286,6 +291,17 @@ def _twin_pairs(twin: list[int]) -> list[tuple[int, int]]:
         if t >= 0:
             rows.setdefault(t, []).append(i)
     return [(u[0], u[1]) for u in rows.values() if len(u) == 2]
+
+
+def heldout_raw_metrics(chosen: list[float], rejected: list[float]) -> dict[str, float]:
+    """The trainer's evaluation from scores: `heldout_loss`, the mean Bradley-Terry loss
+    -log sigmoid(chosen - rejected), and `heldout_accuracy`, the share of rows with chosen
+    strictly above rejected (a tie counts as wrong, as TRL counts it)."""
+    margins = [c - r for c, r in zip(chosen, rejected, strict=True)]
+    if not margins:
+        raise SalmonError("no held-out rows to score")
+    loss = [max(-x, 0.0) + math.log1p(math.exp(-abs(x))) for x in margins]  # softplus(-x), stable
+    return {"heldout_loss": sum(loss) / len(loss), "heldout_accuracy": sum(x > 0 for x in margins) / len(margins)}
 
 
 def contrastive_accuracy(chosen: list[float], rejected: list[float], twin: list[int]) -> float | None:

@@ -222,11 +222,12 @@ def precomputed(logits):
 
 
 def run_phase(model, tokenizer, train_ds, eval_ds, out_dir: Path, cfg: Any, epochs: float,
-              units: list[list[int]] | None = None) -> dict[str, Any]:
+              units: list[list[int]] | None = None, evaluate_at_end: bool = True) -> dict[str, Any]:
     """Train one phase with RewardTrainer; resumes from out_dir/checkpoint-*; returns metrics.
 
     `units` (from `twin_units`, indices into `train_ds`) keeps twins in one batch when
-    `cfg.pair_batches` is on."""
+    `cfg.pair_batches` is on. The held-out metrics are those logged at the last step, else
+    a final evaluation, unless `evaluate_at_end` is off (the caller scores `eval_ds` itself)."""
     from trl import RewardConfig
 
     last = last_complete_checkpoint(out_dir)
@@ -254,8 +255,9 @@ def run_phase(model, tokenizer, train_ds, eval_ds, out_dir: Path, cfg: Any, epoc
     salmon_callbacks(trainer, cfg.progress, out_dir)
     with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its logs; stdout stays clean
         result = trainer.train(resume_from_checkpoint=last)
-        ev = (final_eval(trainer.state.log_history, trainer.state.global_step) or trainer.evaluate()
-              if eval_ds is not None and trainer.state.global_step >= trainer.state.max_steps else {})
+        done = eval_ds is not None and trainer.state.global_step >= trainer.state.max_steps
+        ev = (final_eval(trainer.state.log_history, trainer.state.global_step)
+              or (trainer.evaluate() if evaluate_at_end else {})) if done else {}
     state = trainer.state
     runtime = result.metrics.get("train_runtime") or 0.0
     start = int(Path(last).name.rsplit("-", 1)[-1]) if last else 0
