@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 
 import pytest
 
@@ -173,6 +174,16 @@ def test_contrastive_objective_trains_on_twins_and_scores_against_the_negation(t
     assert under_short == pytest.approx([raw[0] - raw[2], raw[1] - raw[3]], abs=1e-5)
     under_long = rm.score(["Q?", "Q?"], ["A.", "A. More."], [[LONG]] * 2, negations=[[SHORT]] * 2)
     assert under_long == pytest.approx([-x for x in under_short], abs=1e-5)  # negating flips exactly
+    # no held-out rows: reward_std comes from the first norm_samples (4) training rows, two twin units
+    firsts = [rows[0], rows[2]]
+    rewards = []
+    for r in firsts:
+        neg = [LONG if r["principles"] == [SHORT] else SHORT]
+        rewards += rm.score([r["prompt"]] * 2, [r["chosen"], r["rejected"]], [r["principles"]] * 2,
+                            negations=[neg] * 2)
+    rewards += [-x for x in rewards]  # the twins: the same responses under the negation
+    assert summary["reward_mean"] == pytest.approx(0.0, abs=1e-6)
+    assert summary["reward_std"] == pytest.approx(statistics.pstdev(rewards), rel=1e-4)
     with pytest.raises(SalmonError, match="negated twin"):
         train_rm(small_cfg(tiny_model, save_rm_data([rows[-1]], tmp_path / "single"), tmp_path / "rm2",
                            max_steps=1, objective="contrastive", eval_fraction=0.0))
@@ -194,13 +205,17 @@ def test_contrastive_heldout_accuracy_is_that_of_the_contrastive_reward(tiny_mod
     firsts = [rows[i] for i in held if i % 2 == 0]
     assert firsts, "the split must hold out at least one twin unit"
     rm = InstructableRewardModel.load(out)
-    right = []
+    right, rewards = [], []
     for r in firsts:  # under P, against the twin's principle as the negation
         neg = [LONG if r["principles"] == [SHORT] else SHORT]
         c, j = rm.score([r["prompt"]] * 2, [r["chosen"], r["rejected"]], [r["principles"]] * 2, negations=[neg] * 2)
         right.append(1.0 if c > j else 0.0)
+        rewards += [c, j, -c, -j]  # and the twin's, under the negation
     assert summary["heldout_scoring"] == "raw"
     assert summary["heldout_contrastive_accuracy"] == pytest.approx(sum(right) / len(right))
+    # the reward statistics come from the held-out rewards, not from a sample of the training rows
+    assert summary["reward_mean"] == pytest.approx(0.0, abs=1e-6)
+    assert summary["reward_std"] == pytest.approx(statistics.pstdev(rewards), rel=1e-4)
 
 
 def test_preference_model_pretraining_runs_first(tiny_model, tmp_path):

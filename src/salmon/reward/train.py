@@ -104,7 +104,8 @@ class TrainRMConfig:
     eval_steps: int = opt(50, "Evaluate held-out accuracy every N steps; 0: once, at the end")
     save_steps: int = opt(50, "Save a checkpoint every N steps")
     logging_steps: int = opt(5, "Log every N steps")
-    norm_samples: int = opt(64, "Training pairs scored after training for reward_mean / reward_std")
+    norm_samples: int = opt(64, "Training pairs scored after training for reward_mean / reward_std when no "
+                                   "held-out rewards give them (--eval-fraction 0)")
     pmp_data: str | None = opt(None, "Optional human preference JSONL {prompt, chosen, rejected} trained on first")
     pmp_epochs: float = opt(1.0, "Passes over --pmp-data")
     pmp_principle: str = opt("The response is helpful, honest and harmless, and does what the user asked.",
@@ -242,8 +243,10 @@ def train_rm(cfg: TrainRMConfig) -> Path:
 def _finish(cfg: TrainRMConfig, files: StageFiles, model, tok, train, held, m: dict[str, Any], pmp) -> None:
     """Reward statistics, the RM folder, and the summary (last). The held-out rows are
     scored once here: their raw loss and accuracy (`heldout_raw_metrics`, what the trainer's
-    evaluation reports) where training did not log them at its last step, and under the
-    contrastive objective the accuracy of the contrastive reward itself on the held-out twins."""
+    evaluation reports) where training did not log them at its last step, under the
+    contrastive objective the accuracy of the contrastive reward itself on the held-out
+    twins, and the rewards of those rows give `reward_mean` / `reward_std`. Only without
+    held-out rewards are `norm_samples` training pairs scored for them."""
     import statistics
 
     meta = {"base_model": cfg.model, "template": TEMPLATE, "train_templates": cfg.templates, "max_length": cfg.max_length,
@@ -251,19 +254,21 @@ def _finish(cfg: TrainRMConfig, files: StageFiles, model, tok, train, held, m: d
     if cfg.objective == CONTRASTIVE:
         meta[SCORING_KEY] = CONTRASTIVE
     model.eval()
-    n = min(cfg.norm_samples, len(train))
-    sample = train.select(range(n))
     rm = InstructableRewardModel(model, tok, meta)
-    rewards = rm.score_ids(list(sample["chosen_ids"]) + list(sample["rejected_ids"]), cfg.batch_size)
-    if cfg.objective == CONTRASTIVE:  # a twin's rejected input is the same response under the negation
-        rewards = contrastive_rewards(rewards[:n], rewards[n:], list(sample["twin"]))
-    contrastive_acc = None
+    contrastive_acc, rewards = None, []
     if held is not None:
-        scored = rm.score_ids(list(held["chosen_ids"]) + list(held["rejected_ids"]), cfg.batch_size)
+        chosen, rejected = _score_rows(rm, held, cfg.batch_size)
         if m.get("heldout_accuracy") is None:
-            m = {**m, **heldout_raw_metrics(scored[:len(held)], scored[len(held):])}
+            m = {**m, **heldout_raw_metrics(chosen, rejected)}
+        rewards = chosen + rejected
         if cfg.objective == CONTRASTIVE:
-            contrastive_acc = contrastive_accuracy(scored[:len(held)], scored[len(held):], list(held["twin"]))
+            contrastive_acc = contrastive_accuracy(chosen, rejected, list(held["twin"]))
+            rewards = contrastive_rewards(chosen, rejected, list(held["twin"]))
+    if len(rewards) < 2:
+        sample = train.select(range(min(cfg.norm_samples, len(train))))
+        chosen, rejected = _score_rows(rm, sample, cfg.batch_size)
+        rewards = (contrastive_rewards(chosen, rejected, list(sample["twin"])) if cfg.objective == CONTRASTIVE
+                   else chosen + rejected)
     if len(rewards) >= 2:
         meta.update(reward_mean=statistics.fmean(rewards), reward_std=statistics.pstdev(rewards) or 1.0)
     rm.save(files.out)
@@ -282,6 +287,12 @@ def _finish(cfg: TrainRMConfig, files: StageFiles, model, tok, train, held, m: d
     shown = (f"held-out accuracy of the contrastive reward: {contrastive_acc}" if cfg.objective == CONTRASTIVE
              else f"held-out accuracy: {summary['heldout_accuracy']}")
     info(f"reward model written to {files.out} ({shown})")
+
+
+def _score_rows(rm, rows, batch_size: int) -> tuple[list[float], list[float]]:
+    """(raw scores of the chosen inputs, of the rejected inputs) of tokenised rows."""
+    scores = rm.score_ids(list(rows["chosen_ids"]) + list(rows["rejected_ids"]), batch_size)
+    return scores[:len(rows)], scores[len(rows):]
 
 
 def _twin_pairs(twin: list[int]) -> list[tuple[int, int]]:
