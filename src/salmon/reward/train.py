@@ -260,15 +260,12 @@ def _finish(cfg: TrainRMConfig, files: StageFiles, model, tok, train, held, m: d
         chosen, rejected = _score_rows(rm, held, cfg.batch_size)
         if m.get("heldout_accuracy") is None:
             m = {**m, **heldout_raw_metrics(chosen, rejected)}
-        rewards = chosen + rejected
         if cfg.objective == CONTRASTIVE:
             contrastive_acc = contrastive_accuracy(chosen, rejected, list(held["twin"]))
-            rewards = contrastive_rewards(chosen, rejected, list(held["twin"]))
+        rewards = _rewards(cfg.objective, chosen, rejected, held)
     if len(rewards) < 2:
         sample = train.select(range(min(cfg.norm_samples, len(train))))
-        chosen, rejected = _score_rows(rm, sample, cfg.batch_size)
-        rewards = (contrastive_rewards(chosen, rejected, list(sample["twin"])) if cfg.objective == CONTRASTIVE
-                   else chosen + rejected)
+        rewards = _rewards(cfg.objective, *_score_rows(rm, sample, cfg.batch_size), sample)
     if len(rewards) >= 2:
         meta.update(reward_mean=statistics.fmean(rewards), reward_std=statistics.pstdev(rewards) or 1.0)
     rm.save(files.out)
@@ -293,6 +290,14 @@ def _score_rows(rm, rows, batch_size: int) -> tuple[list[float], list[float]]:
     """(raw scores of the chosen inputs, of the rejected inputs) of tokenised rows."""
     scores = rm.score_ids(list(rows["chosen_ids"]) + list(rows["rejected_ids"]), batch_size)
     return scores[:len(rows)], scores[len(rows):]
+
+
+def _rewards(objective: str, chosen: list[float], rejected: list[float], rows) -> list[float]:
+    """The rewards the RM gives the scored rows: under the contrastive objective those of
+    their twin units (`contrastive_rewards`), else every raw score."""
+    if objective == CONTRASTIVE:
+        return contrastive_rewards(chosen, rejected, list(rows["twin"]))
+    return chosen + rejected
 
 
 def _twin_pairs(twin: list[int]) -> list[tuple[int, int]]:
