@@ -29,7 +29,9 @@ Draws come from `numpy.random.default_rng([seed, pass, pair index])`, so each ex
 reproducible on its own. Output (the dataset first, summary.json last as the finished mark):
     rm_data/dataset/   datasets.Dataset.save_to_disk, columns pair_id, prompt, chosen,
                        rejected, principles (shown texts), dominant_principle, rule, pass,
-                       label_source ("judge" | "rule" | "verify" | "contrast"); `prompt` is text, or,
+                       label_source ("judge" | "rule" | "verify" | "contrast"), twin (an id shared
+                       by an example and its negated twin under `--twins` / `--judge-twins`, else
+                       ""); `prompt` is text, or,
                        when any pair's prompt is a conversation, every prompt as a message list
                        (TRL's conversational format; a text prompt is one user message)
     rm_data/config.yaml, rm_data/summary.json (label yield, who decided, consistency)
@@ -51,7 +53,7 @@ from salmon.config import opt
 from salmon.conversation import as_messages, is_conversation, last_user_text, parse_prompt
 from salmon.errors import SalmonError
 from salmon.jsonl import iter_jsonl
-from salmon.label_sources import LabelSourcesConfig, add_label_sources, parse_shares
+from salmon.label_sources import LabelSourcesConfig, add_label_sources, parse_shares, with_twin
 from salmon.principles import Principle, load_principles, parse_principle
 from salmon.progress import info
 from salmon.rules import RULES, apply_rules, both_wrong_language
@@ -84,6 +86,11 @@ class AggregateConfig(LabelSourcesConfig):
     min_margin: float = opt(0.0, "Skip examples whose deciding |normalised score| is at most this")
     rules: list[str] = opt(list(RULES), "Symbolic rules that override the judge (comma-separated; '' for none)")
     rule_skip_types: list[str] = opt(["redteam"], "Pair types on which rules stay silent (a boilerplate refusal may be right there)")
+    judge_twins: bool = opt(False, "Emit every self-judge example with its negated twin and a shared `twin` id "
+                                   "(exact: negating every shown principle flips each signed score, so the same "
+                                   "principle decides, label flipped), so the contrastive objective can train on "
+                                   "them (off: it leaves them out; on was tried in the default run and lost "
+                                   "verify_dev, docs/label-sources.md)")
     seed: int = opt(0, "Random seed")
 
     def validate(self) -> None:
@@ -296,7 +303,9 @@ def score_table(pairs: dict[str, dict[str, Any]], judged: dict[str, dict[str, tu
 def make_example(item: PairScores, rule: tuple[str, int], rng: np.random.Generator, pass_idx: int,
                  cfg: AggregateConfig) -> tuple[dict[str, Any] | None, str, int]:
     """One training example for (pass, pair), or None; also the skip reason and the
-    judge's own label (0 when it has none) for comparison with a rule."""
+    judge's own label (0 when it has none) for comparison with a rule. The example keeps
+    the shown principles (`_shown`) and the deciding one's position (`_decider`, None for
+    a rule) for `label_sources.with_twin`."""
     idx, negated = draw_principles(rng, len(item.principles), cfg.geometric_p, cfg.max_principles,
                                    cfg.negation_prob, cfg.count_policy)
     u_noise = rng.random()
@@ -325,7 +334,7 @@ def make_example(item: PairScores, rule: tuple[str, int], rng: np.random.Generat
         "principles": [p.definition for p in shown],  # negated() already swapped in the negation
         "dominant_principle": dominant_name, "rule": rule_name, "pass": pass_idx,
         "label_source": "rule" if rule_name else "judge", "_noise": bool(noise),
-        "_rule_agrees": agrees,
+        "_rule_agrees": agrees, "_shown": shown, "_decider": dominant,
     }, "", judge_label
 
 
@@ -363,8 +372,8 @@ def build_examples(table: list[PairScores], cfg: AggregateConfig) -> tuple[list[
             ex, reason, _ = make_example(item, rules[i], rng, p, cfg)
             if ex is None:
                 counts[f"skipped:{reason}"] += 1
-            else:
-                examples.append(ex)
+            else:  # negating every shown principle flips each signed score: same decider, label flipped
+                examples += with_twin(ex, cfg.judge_twins and ex["label_source"] == "judge", ex.pop("_decider"))
     return examples, counts
 
 
@@ -379,7 +388,8 @@ def summarize(examples: list[dict[str, Any]], counts: Counter, n_pairs: int, n_j
     return {
         "examples": n, "pairs": n_pairs, "judged_pairs": n_judged, "pairs_without_judgments": n_pairs - n_judged,
         "passes": cfg.passes,  # the self-judge's yield: its examples per (pair, pass) draw, other sources apart
-        "label_yield": sum(e["label_source"] in ("judge", "rule") for e in examples) / max(1, n_judged * cfg.passes),
+        "label_yield": sum(e["label_source"] in ("judge", "rule") and not e.get("_twin_copy") for e in examples)
+        / max(1, n_judged * cfg.passes),
         "skipped": {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("skipped:")},
         "decided_by_principle": {k: v / n for k, v in judge.most_common()},
         "decided_by_rule": {k: v / n for k, v in rule.most_common()},
@@ -424,7 +434,7 @@ def _save_dataset(examples: list[dict[str, Any]], folder: Path) -> None:
     features = Features({"pair_id": Value("string"), "prompt": prompt_type, "chosen": Value("string"),
                          "rejected": Value("string"), "principles": List(Value("string")),
                          "dominant_principle": Value("string"), "rule": Value("string"),
-                         "pass": Value("int64"), "label_source": Value("string")})
+                         "pass": Value("int64"), "label_source": Value("string"), "twin": Value("string")})
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     shown = is_progress_bar_enabled()

@@ -28,6 +28,7 @@ counted under `contrast_filter: checked`. Mixing (`source_shares`, `max_examples
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -72,8 +73,9 @@ class LabelSourcesConfig:
                                      "proportion, a plain random draw; 0: equal shares; between: between), and inside "
                                      "a family its principles (wording and parameter) take turns unless it is 1")
     twins: bool = opt(False, "Emit every verify and contrast example with its negated twin (each shown "
-                             "principle negated, chosen and rejected swapped), kept together when mixing: "
-                             "what the reward model's flip term and contrastive objective learn from")
+                             "principle negated, chosen and rejected swapped) and a shared `twin` id, kept "
+                             "together when mixing: what the reward model's flip term and contrastive "
+                             "objective learn from (self-judge rows: --judge-twins)")
 
     def validate_sources(self) -> None:
         parse_shares(self.source_shares)
@@ -254,16 +256,28 @@ def verify_pair_examples(pair: dict[str, Any], known: dict[str, list[tuple[Verif
     return out
 
 
-def with_twin(example: dict[str, Any], twins: bool) -> list[dict[str, Any]]:
+def twin_id(group: str) -> str:
+    """The `twin` id written for an example and its negated twin: 16 hex digits of the
+    SHA-1 of their group key (stable across runs and processes)."""
+    return hashlib.sha1(group.encode("utf-8")).hexdigest()[:16]
+
+
+def with_twin(example: dict[str, Any], twins: bool, decider: int = 0) -> list[dict[str, Any]]:
     """[example], or [example, its negated twin] with `twins`: every shown principle
-    negated and chosen/rejected swapped (both tagged with one `_group` for mixing)."""
+    negated and chosen/rejected swapped, the negation of the deciding principle (position
+    `decider` among those shown) named as dominant. Both carry one `twin` id (the reward
+    model pairs rows by it) and one `_group` (mixing keeps them together); the twin is
+    marked `_twin_copy`. An example without a twin gets the id "". `example["_shown"]`
+    (the shown principles) is consumed."""
     shown = example.pop("_shown")
     if not twins:
-        return [example]
-    twin = {**example, "chosen": example["rejected"], "rejected": example["chosen"],
-            "principles": [p.negated().definition for p in shown], "dominant_principle": shown[0].negated().name}
+        return [{**example, "twin": ""}]
     group = f"{example['label_source']}:{example['pair_id']}:{example['pass']}:{example['principles']}"
-    return [{**example, "_group": group}, {**twin, "_group": group}]
+    twin = {**example, "chosen": example["rejected"], "rejected": example["chosen"],
+            "principles": [p.negated().definition for p in shown],
+            "dominant_principle": shown[decider].negated().name, "_twin_copy": True}
+    tags = {"_group": group, "twin": twin_id(group)}
+    return [{**example, **tags}, {**twin, **tags}]
 
 
 def verify_examples(pairs: list[dict[str, Any]], vps: list[Verifiable], cfg: Any) -> tuple[list[dict[str, Any]], Counter]:

@@ -163,6 +163,39 @@ def test_rule_overrides_judge_and_its_principle_negation_flips_it():
     assert ex["chosen"] == "A short answer." and judge_label == 0
 
 
+def test_judge_twins_negate_every_shown_principle_and_flip_the_label():
+    """Negating every shown principle flips each signed score: the same principle decides
+    (largest |score|) and the label flips, so a self-judge example's twin is exact."""
+    from salmon.aggregate import build_examples
+
+    boiler = Principle("No Boilerplate", "The response has no AI boilerplate.", "The response is full of AI boilerplate.")
+    plain = _item([2.0, -0.5])  # both shown (p ~ 0): Concise decides, |2.0| > |-0.5|
+    cfg = AggregateConfig(geometric_p=0.001, negation_prob=0.5, rules=[], passes=3, judge_twins=True)
+    exs, _ = build_examples([plain], cfg)
+    assert len(exs) == 6
+    for a, b in zip(exs[::2], exs[1::2], strict=True):
+        assert a["twin"] == b["twin"] != "" and a["_group"] == b["_group"] and b.get("_twin_copy")
+        assert (a["chosen"], a["rejected"]) == (b["rejected"], b["chosen"])
+        flip = {P.definition: P.negation, P.negation: P.definition, Q.definition: Q.negation, Q.negation: Q.definition}
+        assert b["principles"] == [flip[t] for t in a["principles"]]
+        # Concise (or its negation) decides both: under "not Concise" the long answer wins
+        negated = P.negation in a["principles"]
+        assert a["dominant_principle"] == ("not Concise" if negated else "Concise")
+        assert b["dominant_principle"] == ("Concise" if negated else "not Concise")
+        assert a["chosen"] == ("A long answer." if negated else "A short answer.")
+    assert len({e["twin"] for e in exs}) == 3  # one id per pass
+    # without --judge-twins (--twins is for verify and contrast): the same examples, one each, no id
+    alone, _ = build_examples([plain], AggregateConfig(geometric_p=0.001, negation_prob=0.5, rules=[], passes=3,
+                                                       twins=True))
+    assert [(e["chosen"], e["twin"]) for e in alone] == [(e["chosen"], "") for e in exs[::2]]
+    # a rule-labelled row gets no twin: its label need not follow principles it does not check
+    ruled = _item([5.0, 3.0], principles=(boiler, Q), response_a="As an AI language model, I can't say.",
+                  response_b="Paris is the capital of France.")
+    exs, _ = build_examples([ruled], AggregateConfig(geometric_p=0.001, rules=["banned_phrase"], passes=2,
+                                                     judge_twins=True))
+    assert [(e["label_source"], e["twin"]) for e in exs] == [("rule", ""), ("rule", "")]
+
+
 # --- the stage on files ------------------------------------------------------------
 
 def write_inputs(tmp_path, n_pairs=40, consistency=0.4, seed=0, principles=JUDGE, extra_pairs=()):
@@ -200,7 +233,7 @@ def test_aggregate_writes_contract_dataset_deterministically(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     ds = load_from_disk(str(out / "dataset"))
     assert set(ds.column_names) == {"pair_id", "prompt", "chosen", "rejected", "principles",
-                                    "dominant_principle", "rule", "pass", "label_source"}
+                                    "dominant_principle", "rule", "pass", "label_source", "twin"}
     assert summary["examples"] == len(ds) and summary["judged_pairs"] == 40
     assert summary["pairs_without_judgments"] == 1 and summary["passes"] == 4
     assert summary["label_yield"] == pytest.approx(len(ds) / 160)

@@ -269,6 +269,35 @@ def test_twin_units_pair_each_row_with_its_negated_copy():
     assert twin_units([_row("a", "x", "y", ["P"]), _row("a", "y", "x", ["P"])]) == [[0], [1]]
 
 
+def test_twin_units_follow_explicit_twin_ids():
+    from salmon.reward.data import twin_units
+
+    def r(pid, chosen, rejected, principles, twin):
+        return {**_row(pid, chosen, rejected, principles), "twin": twin}
+
+    rows = [r("a", "x", "y", ["P"], "t1"),       # 0: twin of 3 (same id), not of 1 (another id)
+            r("a", "y", "x", ["not Q"], "t2"),   # 1: swapped texts, another id: no twin (2's id differs too)
+            r("a", "y", "x", ["not P"], ""),     # 2: no id: a unit of its own although it swaps 0's sides
+            r("a", "y", "x", ["not P"], "t1"),   # 3
+            r("b", "x", "y", ["P"], "t1"),       # 4: the id under another pair_id is another group
+            r("b", "y", "x", ["not P"], "t1")]   # 5: twin of 4
+    assert twin_units(rows) == [[0, 3], [1], [2], [4, 5]]
+
+
+def test_twin_units_without_ids_pair_only_within_one_source_and_pass():
+    from salmon.reward.data import twin_units
+
+    def r(chosen, rejected, principles, source, pas):
+        return {**_row("a", chosen, rejected, principles), "label_source": source, "pass": pas}
+
+    rows = [r("x", "y", ["P"], "judge", 0),     # 0: pass 1's draw (1) swaps its sides: not a twin
+            r("y", "x", ["Q"], "judge", 1),     # 1
+            r("y", "x", ["not P"], "verify", 0),  # 2: same pass, another source: not a twin of 0
+            r("x", "y", ["Q", "R"], "verify", 0),  # 3: twin of 2
+            r("x", "y", ["not Q"], "judge", 1)]  # 4: twin of 1
+    assert twin_units(rows) == [[0], [1, 4], [2, 3]]
+
+
 def test_pack_units_never_splits_a_twin_across_batches():
     from salmon.reward.data import pack_units
 

@@ -5,8 +5,9 @@ batches that keep them together, and token ids.
   rejected, principles, pair_id}; `load_pmp_rows`: principle-free preference pairs.
 - `split_by_pair_id`: held-out rows chosen by a hash of pair_id, so no row of a held-out
   pair leaks into training.
-- `twin_units` / `pack_units` / `TwinBatchSampler`: a row and its negated twin (same
-  pair_id, chosen and rejected swapped, another principle list) go into one batch.
+- `twin_units` / `pack_units` / `TwinBatchSampler`: a row and its negated twin (the same
+  `twin` id where the data has one; chosen and rejected swapped, another principle list)
+  go into one batch.
 - `tokenize_rows`: RewardTrainer's pre-tokenised columns, plus the twin unit of each row
   (for the flip term) and an optional cap on response tokens (principles never cut).
 """
@@ -75,26 +76,38 @@ def load_pmp_rows(path: str, principle: str) -> list[dict[str, Any]]:
     return rows
 
 
-def twin_units(rows: list[dict[str, Any]]) -> list[list[int]]:
-    """Row indices grouped into units: [i, j] when row j is row i's negated twin (same
-    pair_id, chosen and rejected swapped, a different principle list), else [i].
+def _negated_pair(ra: dict[str, Any], rb: dict[str, Any]) -> bool:
+    """Row b is row a with chosen and rejected swapped under another principle list."""
+    return (ra["chosen"] == rb["rejected"] and ra["rejected"] == rb["chosen"] and ra["chosen"] != ra["rejected"]
+            and list(ra["principles"]) != list(rb["principles"]))
 
-    Twins are matched greedily in row order within a pair_id; a row without a twin is a
-    unit of its own. Every index appears in exactly one unit; units are in first-row order.
+
+def twin_units(rows: list[dict[str, Any]]) -> list[list[int]]:
+    """Row indices grouped into units: [i, j] when row j is row i's negated twin, else [i].
+
+    Candidates: when any row carries a `twin` id (`salmon aggregate --twins` writes one,
+    shared by an example and its twin), only rows with the same pair_id and id; rows
+    without an id are then units of their own. Data without ids (older aggregates, JSONL)
+    falls back to rows of the same pair_id, label_source and pass (two passes' draws of one
+    pair are not twins). Among candidates, a twin has chosen and rejected swapped and a
+    different principle list; matching is greedy in row order. Every index appears in
+    exactly one unit; units are in first-row order.
     """
-    by_pair: dict[str, list[int]] = {}
+    explicit = any(r.get("twin") for r in rows)
+    groups: dict[tuple, list[int]] = {}
     for i, r in enumerate(rows):
-        by_pair.setdefault(str(r.get("pair_id", r["prompt"])), []).append(i)
+        pair = str(r.get("pair_id", r["prompt"]))
+        if explicit and not r.get("twin"):
+            continue
+        key = (pair, r["twin"]) if explicit else (pair, r.get("label_source"), r.get("pass"))
+        groups.setdefault(key, []).append(i)
     partner: dict[int, int] = {}
-    for idx in by_pair.values():
+    for idx in groups.values():
         for a_pos, a in enumerate(idx):
             if a in partner:
                 continue
-            ra = rows[a]
             for b in idx[a_pos + 1:]:
-                rb = rows[b]
-                if (b not in partner and ra["chosen"] == rb["rejected"] and ra["rejected"] == rb["chosen"]
-                        and ra["chosen"] != ra["rejected"] and list(ra["principles"]) != list(rb["principles"])):
+                if b not in partner and _negated_pair(rows[a], rows[b]):
                     partner[a], partner[b] = b, a
                     break
     units, seen = [], set()

@@ -14,9 +14,10 @@ ids built here by `reward.template` (so the principles, which come last, are nev
 - The head starts as the difference of the language-model rows for "Yes" and "No"
   (`--head-init yes_no`): the input ends by asking whether the reply follows the
   principles, so the untrained RM already reads them as the model's own yes/no log-odds.
-- Batches keep each row next to its negated twin (same pair_id, chosen and rejected
-  swapped, another principle list: `twin_units`), so the part of the gradient that
-  ignores the principles cancels within the batch (`--no-pair-batches`: plain shuffling).
+- Batches keep each row next to its negated twin (the same `twin` id where aggregate
+  wrote one; chosen and rejected swapped, another principle list: `twin_units`), so the
+  part of the gradient that ignores the principles cancels within the batch
+  (`--no-pair-batches`: plain shuffling).
   Rows without a twin in the data are trained as single rows; none is synthesised.
 - The score head learns `--head-lr-mult` (10) times faster than the LoRA weights.
 - `--trainable-layers N` trains only the top N layers (the step gets cheaper: see
@@ -75,7 +76,7 @@ class TrainRMConfig:
     grad_accum: int = opt(1, "Gradient accumulation steps")
     learning_rate: float = opt(2e-4, "Peak learning rate")
     head_lr_mult: float = opt(10.0, "The score head's learning rate as a multiple of --learning-rate (1: one rate for all)")
-    pair_batches: bool = opt(True, "Keep each row and its negated twin (same pair_id, chosen and rejected "
+    pair_batches: bool = opt(True, "Keep each row and its negated twin (same twin id, chosen and rejected "
                                    "swapped, other principles) next to each other in one batch, so gradients "
                                    "that ignore the principles cancel (off: plain shuffling)")
     gradient_checkpointing: bool = opt(False, "Recompute activations in the backward pass (less memory, slower)")
@@ -168,7 +169,11 @@ def _split(rows: list[dict[str, Any]], tokenizer, cfg: TrainRMConfig):
     train_rows = [rows[i] for i in train_idx]
     units = twin_units(train_rows)
     if cfg.objective == CONTRASTIVE:  # the flip term learns from twins only
+        unpaired = sum(len(u) == 1 for u in units)
         train_rows = [train_rows[i] for u in units if len(u) == 2 for i in u]
+        if unpaired:
+            info(f"contrastive objective: {unpaired} training rows without a negated twin are not used "
+                 "(aggregate --twins / --judge-twins give rows one)")
         if not train_rows:
             raise SalmonError(f"--data {cfg.data}: --objective contrastive needs rows with a negated twin "
                               "(aggregate with --twins); none found")
