@@ -58,7 +58,7 @@ class LabelSourcesConfig:
                                      "its pairs also feed the verify source)")
     contrast_filter: str = opt("checked", "checked: drop contrast pairs a checker contradicts or cannot "
                                           "confirm, where the principle has one; all: keep every pair")
-    verify_principles: str | None = opt(None, "Verifiable principle families YAML (default: built-in)")
+    verify_principles: str | None = opt(None, "Verifiable principle family files, comma-separated paths or built-in names (builtin, extra; default: builtin)")
     verify_families: list[str] = opt([], "Use only these verifiable families (default: all)")
     verify_per_pair: int = opt(2, "Deciding verifiable principles (different families) per pair and pass")
     verify_max_principles: int = opt(2, "Most principles shown in one verify example")
@@ -146,17 +146,17 @@ def allocate(available: dict[str, int], shares: dict[str, float], total: int | N
 
 
 def _units(examples: list[dict[str, Any]]) -> list[list[int]]:
-    """Positions of the examples of each `_group` (an example and its negated twin); an
-    example without one is a group of its own."""
+    """Positions of the examples of each `twin` id (an example and its negated twin); an
+    example without one ("" or absent) is a group of its own."""
     groups: dict[Any, list[int]] = {}
     for i, e in enumerate(examples):
-        groups.setdefault(e.get("_group", i), []).append(i)
+        groups.setdefault(e.get("twin") or i, []).append(i)
     return list(groups.values())
 
 
 def pick_whole_groups(examples: list[dict[str, Any]], k: int, rng: np.random.Generator) -> list[dict[str, Any]]:
-    """About `k` of `examples`, drawn at random but never splitting a `_group` (an example
-    and its negated twin); examples without `_group` are groups of one. Order is kept;
+    """About `k` of `examples`, drawn at random but never splitting a `twin` group (an
+    example and its negated twin); examples without a twin id are groups of one. Order is kept;
     with groups of two and an odd `k`, one example fewer than `k`."""
     units = _units(examples)
     keep: list[int] = []
@@ -266,8 +266,8 @@ def with_twin(example: dict[str, Any], twins: bool, decider: int = 0) -> list[di
     """[example], or [example, its negated twin] with `twins`: every shown principle
     negated and chosen/rejected swapped, the negation of the deciding principle (position
     `decider` among those shown) named as dominant. Both carry one `twin` id (the reward
-    model pairs rows by it) and one `_group` (mixing keeps them together); the twin is
-    marked `_twin_copy`. An example without a twin gets the id "". `example["_shown"]`
+    model pairs rows by it, and mixing keeps them together); the twin is marked
+    `_twin_copy`. An example without a twin gets the id "". `example["_shown"]`
     (the shown principles) is consumed."""
     shown = example.pop("_shown")
     if not twins:
@@ -276,8 +276,8 @@ def with_twin(example: dict[str, Any], twins: bool, decider: int = 0) -> list[di
     twin = {**example, "chosen": example["rejected"], "rejected": example["chosen"],
             "principles": [p.negated().definition for p in shown],
             "dominant_principle": shown[decider].negated().name, "_twin_copy": True}
-    tags = {"_group": group, "twin": twin_id(group)}
-    return [{**example, **tags}, {**twin, **tags}]
+    tid = twin_id(group)
+    return [{**example, "twin": tid}, {**twin, "twin": tid}]
 
 
 def verify_examples(pairs: list[dict[str, Any]], vps: list[Verifiable], cfg: Any) -> tuple[list[dict[str, Any]], Counter]:
@@ -384,7 +384,7 @@ def add_label_sources(judge_examples: list[dict[str, Any]], pairs: list[dict[str
                if cfg.relations or not v.pairwise]
         sampled = pairs + contrast_rows + cross_pairs(contrast_rows)
         edited = edit_pairs(sampled, np.random.default_rng([cfg.seed, 7_919]), cfg.edits,
-                            shorter_first=cfg.relations) if cfg.edits else []
+                            shorter_first=cfg.relations, checkers={v.checker for v in vps}) if cfg.edits else []
         by_source["verify"], c = verify_examples(sampled + edited, vps, cfg)
         counts.update(c, verify_edit_pairs=len(edited))
     if "contrast" in shares:

@@ -20,6 +20,10 @@ comparable across versions), and a `dev` block (phrasings never trained on; the 
 parameters unless it lists its own) builds `verify_dev_rephrased`, which measures
 generalisation to new wordings on the development side.
 
+Several family files can be read together: `load_verifiable("builtin,extra")` adds the
+families of `data/verify/extra.yaml` (heading, bold text, hedges, example phrases,
+paragraphs: measured, not in the default) to the built-in ones.
+
     from salmon.verify import load_verifiable
     vps = load_verifiable(split="train")        # concrete principles, parameter rendered
     vps[0].check(prompt, response)               # -> True / False / None
@@ -185,6 +189,39 @@ def no_exclamation(prompt: str, response: str, n: int | None) -> bool | None:
     return "!" not in _CODE.sub(" ", response)
 
 
+_HEADING = re.compile(r"^ {0,3}#{1,4}[ \t]+\S", re.MULTILINE)
+_BOLD = re.compile(r"\*\*[^*\n]*\w[^*\n]*\*\*|__[^_\n]*\w[^_\n]*__")
+HEDGES = re.compile(
+    r"\b(?:probably|perhaps|maybe|possibly|i think|i believe|i suspect|it seems|as far as i know"
+    "|i[\u2019']?m not (?:entirely |completely |totally )?(?:sure|certain)"
+    r"|i am not (?:entirely |completely |totally )?(?:sure|certain)|might be wrong)\b", re.IGNORECASE)
+EXAMPLE_MARKERS = re.compile(r"\b(?:for example|for instance|such as|e\.g\.)", re.IGNORECASE)
+
+
+def paragraphs(text: str) -> int:
+    """Blocks of text separated by blank lines (a code block is a block like any other)."""
+    return sum(bool(re.search(r"\w", b)) for b in re.split(r"\n[ \t]*\n", text.strip()))
+
+
+def _found_outside_code(pattern: re.Pattern[str]) -> Check:
+    def check(prompt: str, response: str, n: int | None) -> bool | None:
+        return pattern.search(_CODE.sub(" ", response)) is not None
+    return check
+
+
+# A Markdown heading line ("# ..." to "#### "), bold words (**...** / __...__), a word of
+# uncertainty from HEDGES, an example phrase ("for example", "such as", "e.g."): outside code.
+for _name, _pattern in (("heading", _HEADING), ("bold", _BOLD), ("hedged", HEDGES),
+                        ("example_marker", EXAMPLE_MARKERS)):
+    checker(_name, final="true")(_found_outside_code(_pattern))
+
+
+@checker("paragraphs", final="true")
+def multi_paragraph(prompt: str, response: str, n: int | None) -> bool | None:
+    """Two or more blocks of text separated by a blank line."""
+    return paragraphs(response) >= 2
+
+
 # --- relations: checkers that compare the two responses of a pair (pure) -----------
 
 Relation = Callable[[str, str, str, bool, bool], int]
@@ -319,22 +356,52 @@ def load_verifiable(path: str | Path | None = None, split: str = "train",
     split's `more_phrasings` (the phrasings `verify_dev` is built from)."""
     if split not in SPLITS:
         raise SalmonError(f"verifiable split must be one of {', '.join(SPLITS)}, got {split!r}")
-    return list(_load(str(path or _builtin()), split, tuple(families) if families else None, core))
+    files = tuple(str(f) for f in family_files(path))
+    return list(_load(files, split, tuple(families) if families else None, core))
+
+
+def family_files(spec: str | Path | None) -> list[Path]:
+    """The family files of `spec`: None is the built-in file; otherwise comma-separated
+    parts, each a path or the name of a built-in file (`builtin`, or `extra`: families
+    measured but not in the default; see `data/verify/`), read one after another."""
+    if spec is None:
+        return [_builtin()]
+    out = []
+    for part in (str(spec).split(",") if not Path(spec).exists() else [str(spec)]):
+        part = part.strip()
+        if not part or Path(part).exists() or not re.fullmatch(r"[\w-]+", part):
+            out += [Path(part)] if part else []
+        elif part in BUILTIN_FILES:
+            out.append(Path(str(resources.files("salmon").joinpath(BUILTIN_FILES[part]))))
+        else:
+            raise SalmonError(f"--verify-principles: {part!r} is neither a file nor a built-in family file "
+                              f"({', '.join(BUILTIN_FILES)})")
+    if not out:
+        raise SalmonError(f"--verify-principles {spec!r}: expected a family file or a built-in name")
+    return out
 
 
 @lru_cache(maxsize=8)
-def _load(path: str, split: str, families: tuple[str, ...] | None, core: bool = False) -> tuple[Verifiable, ...]:
-    data = read_yaml(path)
-    if not isinstance(data, dict) or not isinstance(data.get("families"), list) or not data["families"]:
-        raise SalmonError(f"{path}: expected 'families:' with a list of verifiable principle families")
-    names = [f.get("name") for f in data["families"] if isinstance(f, dict)]
+def _load(files: tuple[str, ...], split: str, families: tuple[str, ...] | None,
+          core: bool = False) -> tuple[Verifiable, ...]:
+    raws: list[tuple[str, object]] = []
+    for path in files:
+        data = read_yaml(path)
+        if not isinstance(data, dict) or not isinstance(data.get("families"), list) or not data["families"]:
+            raise SalmonError(f"{path}: expected 'families:' with a list of verifiable principle families")
+        raws += [(f"{path}: family {i}", raw) for i, raw in enumerate(data["families"], 1)]
+    names = [raw.get("name") for _, raw in raws if isinstance(raw, dict)]
+    where = ", ".join(files)
+    twice = sorted({n for n in names if names.count(n) > 1}, key=str)
+    if twice:
+        raise SalmonError(f"{where}: verifiable family '{twice[0]}' is defined twice")
     if families:
         unknown = [f for f in families if f not in names]
         if unknown:
-            raise SalmonError(f"{path}: unknown verifiable family '{unknown[0]}' (known: {', '.join(map(str, names))})")
+            raise SalmonError(f"{where}: unknown verifiable family '{unknown[0]}' (known: {', '.join(map(str, names))})")
     out: list[Verifiable] = []
-    for i, raw in enumerate(data["families"], 1):
-        vs = _family(raw, f"{path}: family {i}", split, core)
+    for at, raw in raws:
+        vs = _family(raw, at, split, core)
         if vs and (not families or vs[0].family in families):
             out.extend(vs)
     return tuple(out)
@@ -342,6 +409,9 @@ def _load(path: str, split: str, families: tuple[str, ...] | None, core: bool = 
 
 def _builtin() -> Path:
     return Path(str(resources.files("salmon").joinpath(DATA)))
+
+
+BUILTIN_FILES = {"builtin": DATA, "extra": "data/verify/extra.yaml"}
 
 
 def verdicts_differ(v: Verifiable, prompt: str, a: str, b: str, finished_a: bool = True,

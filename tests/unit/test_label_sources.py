@@ -94,7 +94,7 @@ def test_twins_negate_every_shown_principle_and_swap_the_sides():
                                    negation_prob=0.5, twins=True)
         assert len(exs) == 4
         for a, b in (exs[0:2], exs[2:4]):
-            assert a["_group"] == b["_group"] and (a["chosen"], a["rejected"]) == (b["rejected"], b["chosen"])
+            assert a["twin"] == b["twin"] != "" and (a["chosen"], a["rejected"]) == (b["rejected"], b["chosen"])
             assert len(a["principles"]) == len(b["principles"])
             for ta, tb in zip(a["principles"], b["principles"], strict=True):
                 assert BY_TEXT[ta][0] is BY_TEXT[tb][0] and BY_TEXT[ta][1] != BY_TEXT[tb][1]  # same, negated
@@ -111,11 +111,11 @@ def test_twins_negate_every_shown_principle_and_swap_the_sides():
 
 
 def test_pick_whole_groups_never_splits_a_twin():
-    ex = [{"i": i, "_group": i // 2} for i in range(10)] + [{"i": 10}, {"i": 11}]  # 5 twin groups, 2 singles
+    ex = [{"i": i, "twin": f"t{i // 2}"} for i in range(10)] + [{"i": 10}, {"i": 11, "twin": ""}]  # 5 twin groups, 2 singles
     for seed in range(20):
         got = pick_whole_groups(ex, 7, np.random.default_rng(seed))
         assert 6 <= len(got) <= 7 and [e["i"] for e in got] == sorted(e["i"] for e in got)
-        groups = [e["_group"] for e in got if "_group" in e]
+        groups = [e["twin"] for e in got if e.get("twin")]
         assert all(groups.count(g) == 2 for g in groups)
     assert pick_whole_groups(ex, 100, np.random.default_rng(0)) == ex
     assert pick_whole_groups(ex, 0, np.random.default_rng(0)) == []
@@ -124,21 +124,21 @@ def test_pick_whole_groups_never_splits_a_twin():
 def test_pick_balanced_groups_spreads_over_families_then_principles():
     # family A: principle a1 in 4 twin groups, a2 in 1; family B: b1 in 1; a group is keyed by its first example
     keys = [("A", "a1")] * 4 + [("A", "a2"), ("B", "b1")]
-    ex = [{"i": 2 * g + t, "_group": g, "_family": f, "_key": k} for g, (f, k) in enumerate(keys) for t in (0, 1)]
+    ex = [{"i": 2 * g + t, "twin": f"t{g}", "_family": f, "_key": k} for g, (f, k) in enumerate(keys) for t in (0, 1)]
     for seed in range(20):
         got = pick_balanced_groups(ex, 6, np.random.default_rng(seed))
         # round 1: one group of A and B's only group; round 2: A's other principle -> a1, a2 and b1 once each
         assert sorted(e["_key"] for e in got) == ["a1", "a1", "a2", "a2", "b1", "b1"]
         assert [e["i"] for e in got] == sorted(e["i"] for e in got)
         odd = pick_balanced_groups(ex, 5, np.random.default_rng(seed))  # a twin never split: 2 groups
-        assert len(odd) == 4 and all([e["_group"] for e in odd].count(e["_group"]) == 2 for e in odd)
+        assert len(odd) == 4 and all([e["twin"] for e in odd].count(e["twin"]) == 2 for e in odd)
     assert pick_balanced_groups(ex, 100, np.random.default_rng(0)) == ex
     assert pick_balanced_groups(ex, 0, np.random.default_rng(0)) == []
     plain = [{"i": i} for i in range(5)]  # no family: one bucket, like pick_whole_groups
     assert len(pick_balanced_groups(plain, 3, np.random.default_rng(0))) == 3
     # A supplies 12 examples (6 twin groups), B 4 (2 groups); k = 8:
     # exponent 1: shares 12 : 4 -> quotas 6 and 2 (3 groups and 1); exponent 0: 4 and 4 (2 groups each)
-    ex = [{"i": 2 * g + t, "_group": g, "_family": "AB"[g >= 6], "_key": "k"} for g in range(8) for t in (0, 1)]
+    ex = [{"i": 2 * g + t, "twin": f"t{g}", "_family": "AB"[g >= 6], "_key": "k"} for g in range(8) for t in (0, 1)]
     for exponent, want in ((1.0, {"A": 6, "B": 2}), (0.0, {"A": 4, "B": 4})):
         got = pick_balanced_groups(ex, 8, np.random.default_rng(3), exponent)
         assert {f: sum(e["_family"] == f for e in got) for f in "AB"} == want

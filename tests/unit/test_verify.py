@@ -45,6 +45,17 @@ def test_counts():
     ("ends_with_question", "Is it Paris? Yes, it is.", None, False),
     ("no_exclamation", SHORT, None, True), ("no_exclamation", "Paris!", None, False),
     ("no_exclamation", "```js\nif (!x) {}\n```\nDone.", None, True),
+    ("heading", "## Care\nWater weekly.", None, True), ("heading", "Use #hashtags sparingly.", None, False),
+    ("heading", "```python\n# a comment\n```", None, False), ("heading", "#NoSpace", None, False),
+    ("bold", "Water **weekly**, not daily.", None, True), ("bold", "2 ** 3 is 8.", None, False),
+    ("bold", "It is __very__ dry.", None, True),
+    ("hedged", "It is probably Paris.", None, True), ("hedged", "I\u2019m not sure it is Paris.", None, True),
+    ("hedged", "I'm not completely certain.", None, True), ("hedged", SHORT, None, False),
+    ("hedged", "Perhapsy is not a word.", None, False),
+    ("example_marker", "Fruit such as apples.", None, True), ("example_marker", "Citrus, e.g. lemons.", None, True),
+    ("example_marker", "For instance: pears.", None, True), ("example_marker", "Such a day!", None, False),
+    ("paragraphs", "One.\n\nTwo.", None, True), ("paragraphs", "One.\nTwo.", None, False),
+    ("paragraphs", "One.\n  \nTwo.", None, True), ("paragraphs", "One.\n\n\n", None, False),
 ])
 def test_checker(name, text, n, want):
     assert check(name, text, n) is want
@@ -78,9 +89,11 @@ def test_user_language():
     assert check("user_language", "Sí.", prompt=ES_PROMPT) is None  # too short to tell
 
 
-def test_splits_use_different_phrasings_and_thresholds():
-    train, test = load_verifiable(split="train"), load_verifiable(split="test")
-    assert {v.principle.definition for v in train}.isdisjoint({v.principle.definition for v in test})
+@pytest.mark.parametrize("spec", [None, "builtin,extra"])
+def test_splits_use_different_phrasings_and_thresholds(spec):
+    train, test = load_verifiable(spec, split="train"), load_verifiable(spec, split="test")
+    texts = lambda vs: {t for v in vs for t in (v.principle.definition, v.principle.negation)}  # noqa: E731
+    assert texts(train).isdisjoint(texts(test))
     assert {v.family for v in train} == {v.family for v in test}
     for fam in {v.family for v in test if v.param is not None}:
         assert {v.param for v in train if v.family == fam}.isdisjoint({v.param for v in test if v.family == fam})
@@ -102,6 +115,21 @@ def test_more_phrasings_train_only_and_dev_inherits_the_train_thresholds(tmp_pat
     assert defs(split="train", core=True) == ["at most 3", "at most 7", "c"]
     assert defs(split="dev") == ["keep under 3", "keep under 7"]  # family Y has no dev block: none
     assert defs(split="test") == ["up to 5", "e"]
+
+
+def test_several_family_files(tmp_path):
+    builtin, extra = load_verifiable(), load_verifiable("extra")
+    assert {v.family for v in extra} == {"Heading", "Bold text", "Hedged", "Example phrase", "Paragraphs"}
+    assert load_verifiable("builtin,extra") == builtin + extra
+    assert load_verifiable("builtin, extra", families=["Heading"]) == [v for v in extra if v.family == "Heading"]
+    own = tmp_path / "own.yaml"
+    own.write_text("families:\n  - {name: Z, checker: code_block, train: {phrasings: [{definition: a, negation: b}]}, "
+                   "test: {phrasings: [{definition: c, negation: d}]}}\n")
+    assert [v.family for v in load_verifiable(f"builtin,{own}")][-1] == "Z"
+    for spec, msg in (("builtin,builtin", "defined twice"), ("nosuch", "neither a file nor a built-in"),
+                      (f"{own},{own}", "defined twice")):
+        with pytest.raises(SalmonError, match=msg):
+            load_verifiable(spec)
 
 
 def test_truncated_verdicts_only_when_final():
