@@ -61,7 +61,8 @@ class ContrastConfig:
     limit: int | None = opt(16, "Form-contrast prompts (the first N non-redteam prompts)")
     families: list[str] = opt(DEFAULT_FAMILIES, "Verifiable families to steer (those with `steer` instructions)")
     per_prompt: int = opt(2, "Families per prompt (rotating through `families`)")
-    verify_principles: str | None = opt(None, "Verifiable principle family files, comma-separated paths or built-in names (builtin, extra; default: builtin)")
+    verify_principles: str | None = opt(None, "Verifiable principle family files: comma-separated paths "
+                                                "or built-in names (builtin, extra; default: builtin)")
     harm_limit: int = opt(8, "Red-team prompts for harm pairs (0: none)")
     harm_n: int = opt(2, "Answers per red-team prompt, plain and again with a request to refuse")
     harm_pairs_per_prompt: int = opt(2, "At most this many refusal/compliant pairs per red-team prompt")

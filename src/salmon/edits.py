@@ -2,9 +2,10 @@
 
 Each edit toggles one property a verifiable principle reads (length, sentence count, a
 numbered or bulleted list, plain prose, a closing question, a stock opener, exclamation
-marks, a heading, bold words, a hedge, an example phrase, paragraph breaks) and leaves the rest of the text as it was, so a pair (original, edited) differs in
-little more than that property: a minimal pair for the reward model to learn which part
-of a response a principle talks about. The edits only propose pairs: their labels come
+marks; for the `extra` families a heading, bold words, a hedge, an example phrase,
+paragraph breaks) and leaves the rest of the text as it was, so a pair (original, edited)
+differs in little more than that property: a minimal pair for the reward model to learn
+which part of a response a principle talks about. The edits only propose pairs: their labels come
 from the verifiable principles' checkers (`label_sources.verify_examples`), like those of
 sampled pairs, so an edit that did not change what a checker reads yields no label.
 

@@ -58,7 +58,8 @@ class LabelSourcesConfig:
                                      "its pairs also feed the verify source)")
     contrast_filter: str = opt("checked", "checked: drop contrast pairs a checker contradicts or cannot "
                                           "confirm, where the principle has one; all: keep every pair")
-    verify_principles: str | None = opt(None, "Verifiable principle family files, comma-separated paths or built-in names (builtin, extra; default: builtin)")
+    verify_principles: str | None = opt(None, "Verifiable principle family files: comma-separated paths "
+                                                "or built-in names (builtin, extra; default: builtin)")
     verify_families: list[str] = opt([], "Use only these verifiable families (default: all)")
     verify_per_pair: int = opt(2, "Deciding verifiable principles (different families) per pair and pass")
     verify_max_principles: int = opt(2, "Most principles shown in one verify example")
