@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 
 from salmon.conversation import prompt_key
-from salmon.verify import EXAMPLE_MARKERS, HEDGES, LIST_MARKER, paragraphs, split_sentences
+from salmon.verify import (
+    EXAMPLE_MARKERS,
+    HEDGES,
+    LIST_MARKER,
+    paragraphs,
+    split_paragraphs,
+    split_sentences,
+)
 
 # Closing questions and openers written for this project (several, so no single string is a cue).
 QUESTIONS = ("Would you like me to go into more detail on any part?", "Does that help with what you needed?",
@@ -151,7 +158,7 @@ def as_one_paragraph(text: str, rng: np.random.Generator) -> str | None:
     """A plain answer of several paragraphs joined into one."""
     if paragraphs(text) < 2 or not _plain(text):
         return None
-    return " ".join(re.split(r"\n[ \t]*\n", text.strip()))
+    return " ".join(split_paragraphs(text))
 
 
 EDITS: dict[str, Callable[[str, np.random.Generator], str | None]] = {

@@ -198,9 +198,14 @@ HEDGES = re.compile(
 EXAMPLE_MARKERS = re.compile(r"\b(?:for example|for instance|such as|e\.g\.)", re.IGNORECASE)
 
 
+def split_paragraphs(text: str) -> list[str]:
+    """The text cut at its blank lines."""
+    return re.split(r"\n[ \t]*\n", text.strip())
+
+
 def paragraphs(text: str) -> int:
     """Blocks of text separated by blank lines (a code block is a block like any other)."""
-    return sum(bool(re.search(r"\w", b)) for b in re.split(r"\n[ \t]*\n", text.strip()))
+    return sum(bool(re.search(r"\w", b)) for b in split_paragraphs(text))
 
 
 def _found_outside_code(pattern: re.Pattern[str]) -> Check:
@@ -372,7 +377,7 @@ def family_files(spec: str | Path | None) -> list[Path]:
         if not part or Path(part).exists() or not re.fullmatch(r"[\w-]+", part):
             out += [Path(part)] if part else []
         elif part in BUILTIN_FILES:
-            out.append(Path(str(resources.files("salmon").joinpath(BUILTIN_FILES[part]))))
+            out.append(_builtin(part))
         else:
             raise SalmonError(f"--verify-principles: {part!r} is neither a file nor a built-in family file "
                               f"({', '.join(BUILTIN_FILES)})")
@@ -407,8 +412,8 @@ def _load(files: tuple[str, ...], split: str, families: tuple[str, ...] | None,
     return tuple(out)
 
 
-def _builtin() -> Path:
-    return Path(str(resources.files("salmon").joinpath(DATA)))
+def _builtin(name: str = "builtin") -> Path:
+    return Path(str(resources.files("salmon").joinpath(BUILTIN_FILES[name])))
 
 
 BUILTIN_FILES = {"builtin": DATA, "extra": "data/verify/extra.yaml"}
