@@ -67,6 +67,9 @@ STAGES: dict[str, Stage] = {
     "train-rm": Stage("salmon.reward.train", "TrainRMConfig", "train_rm", (), _help(
         "Train the instructable reward model: it scores a response under any written principles.",
         "salmon train-rm --model default --data rm_data/ --out rm/")),
+    "ensemble-rm": Stage("salmon.reward.ensemble", "EnsembleRMConfig", "ensemble_rm", (), _help(
+        "Combine reward models trained with different seeds into one that averages their scores.",
+        "salmon ensemble-rm --members rm0,rm1,rm2 --out rm_ens/")),
     "score": Stage("salmon.reward.score", "ScoreConfig", "score", (), _help(
         "Score responses under principles with a trained reward model.",
         "salmon score --rm rm/ --input items.jsonl --out scores.jsonl")),

@@ -21,6 +21,7 @@ import contextlib
 import copy
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,8 @@ from salmon.conversation import Prompt
 from salmon.errors import SalmonError
 from salmon.padding import right_pad
 from salmon.reward.contrastive import contrastive_score, is_contrastive
-from salmon.reward.template import TEMPLATE, encode_rm_parts
-
-META_FILE = "salmon_rm.json"
-DEFAULT_META = {"base_model": None, "template": TEMPLATE, "max_length": 512,
-                "reward_mean": 0.0, "reward_std": 1.0}
+from salmon.reward.meta import META_FILE, read_meta
+from salmon.reward.template import encode_rm_parts
 
 
 @contextlib.contextmanager
@@ -71,17 +69,8 @@ def length_buckets(lengths: list[int], batch_size: int) -> list[list[int]]:
     return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
 
 
-def read_meta(path: Path) -> dict[str, Any]:
-    meta = dict(DEFAULT_META)
-    f = path / META_FILE
-    if f.exists():
-        try:
-            meta.update(json.loads(f.read_text(encoding="utf-8")))
-        except json.JSONDecodeError as e:
-            raise SalmonError(f"{f}: not valid JSON ({e.msg})") from None
-    if meta["template"] != TEMPLATE:
-        raise SalmonError(f"{f}: unknown reward-model template {meta['template']!r} (this version reads {TEMPLATE!r})")
-    return meta
+def _adapter_base(path: Path) -> str | None:
+    return json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
 
 
 class InstructableRewardModel:
@@ -95,6 +84,8 @@ class InstructableRewardModel:
         # What `score` had to shorten so far: "truncated_turns" (conversation messages
         # dropped, oldest first), "truncated_texts" (responses or last user turns cut).
         self.truncations: dict[str, int] = {}
+        # an ensemble (`reward.ensemble`): (adapter name, weight) per member; empty for one model
+        self.members: list[tuple[str, float]] = []
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", dtype: str = "auto",
@@ -112,22 +103,41 @@ class InstructableRewardModel:
             tok.pad_token = tok.eos_token
         dev = pick_device(device)
         dt = pick_dtype(dtype, dev)
-        if is_peft_adapter(path):
+        members: list[tuple[str, float]] = []
+        if meta.get("ensemble"):
             from peft import PeftModel
 
-            adapter_cfg = json.loads((path / "adapter_config.json").read_text())
-            base = resolve_model(meta["base_model"] or adapter_cfg.get("base_model_name_or_path"))
+            from salmon.reward.ensemble import ensemble_members
+
+            folders = ensemble_members(path, meta)
+            model = load_seqcls(resolve_model(meta["base_model"] or _adapter_base(folders[0][0])),
+                                tok.pad_token_id, dt, trust_remote_code)
+            for k, (folder, weight) in enumerate(folders):
+                if k == 0:
+                    model = PeftModel.from_pretrained(model, str(folder), adapter_name="member-0")
+                else:
+                    model.load_adapter(str(folder), adapter_name=f"member-{k}")
+                members.append((f"member-{k}", weight))
+        elif is_peft_adapter(path):
+            from peft import PeftModel
+
+            base = resolve_model(meta["base_model"] or _adapter_base(path))
             model = load_seqcls(base, tok.pad_token_id, dt, trust_remote_code)
             model = PeftModel.from_pretrained(model, str(path))
         else:
             model = load_seqcls(str(path), tok.pad_token_id, dt, trust_remote_code)
         model.to(dev)
         model.eval()
-        return cls(model, tok, meta)
+        rm = cls(model, tok, meta)
+        rm.members = members
+        return rm
 
     def save(self, out: str | Path) -> Path:
         """Write the RM folder: weights (adapter or full model), tokenizer, salmon_rm.json."""
         from salmon.jsonl import atomic_write_text
+
+        if self.members:
+            raise SalmonError(f"save: an ensemble is written by `salmon ensemble-rm`, not saved to {out}")
 
         out = Path(out)
         self.model.save_pretrained(str(out))
@@ -190,7 +200,23 @@ class InstructableRewardModel:
         ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"][-self.max_length:] for t in texts]
         return self.score_ids(ids, batch_size)
 
+    def _each_member(self, one: Callable[[], list[float]]) -> list[float]:
+        """`one()` for a single model; for an ensemble, `one()` under each member's adapter,
+        combined with the members' weights (`reward.ensemble.combine`)."""
+        if not self.members:
+            return one()
+        from salmon.reward.ensemble import combine
+
+        scores = []
+        for name, _ in self.members:
+            self.model.set_adapter(name)
+            scores.append(one())
+        return combine(scores, [w for _, w in self.members])
+
     def score_ids(self, seqs: list[list[int]], batch_size: int = 8) -> list[float]:
+        return self._each_member(lambda: self._score_ids(seqs, batch_size))
+
+    def _score_ids(self, seqs: list[list[int]], batch_size: int) -> list[float]:
         import torch
 
         out = [0.0] * len(seqs)
@@ -206,6 +232,9 @@ class InstructableRewardModel:
         return out
 
     def _score_shared(self, prefix: list[int], suffixes: list[list[int]], batch_size: int) -> list[float]:
+        return self._each_member(lambda: self._score_shared_one(prefix, suffixes, batch_size))
+
+    def _score_shared_one(self, prefix: list[int], suffixes: list[list[int]], batch_size: int) -> list[float]:
         """Run `prefix` once; score each suffix on a copy of its key/value cache."""
         import torch
 

@@ -29,6 +29,8 @@ ids built here by `reward.template` (so the principles, which come last, are nev
   one exactly (data order, RNG, optimiser). TensorBoard logs go to `out/runs`.
 - `--pmp-data FILE` (chosen/rejected JSONL, no principles) trains first under one
   generic principle for `--pmp-epochs`, as SALMON's preference-model pre-training.
+- `--ensemble K` trains K reward models (seeds --seed ... --seed+K-1) into `out/member-<k>/`
+  and makes `out/` one reward model that scores their weighted mean (`reward.ensemble`).
 Writes `out/` (adapter + tokenizer + `salmon_rm.json`, then `summary.json` last).
 """
 
@@ -37,7 +39,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,9 @@ class TrainRMConfig:
                              "The principle shown with --pmp-data pairs")
     limit: int | None = opt(None, "Use only the first N training rows")
     seed: int = opt(0, "Random seed")
+    ensemble: int = opt(1, "Train this many reward models, seeds --seed, --seed+1, ..., into out/member-<k>/ and "
+                           "score them as one: the mean of their standardised scores (`salmon ensemble-rm`; "
+                           "K times the training and the scoring time)")
     dtype: str = opt("auto", "auto, float32, bfloat16 or float16")
     mixed_precision: str = opt("no", "no, or bf16: bf16 autocast while training, weights kept in fp32 (1.2-1.5x "
                                      "faster on a CPU with native bf16, but lower verify_dev_rephrased and "
@@ -128,7 +133,7 @@ class TrainRMConfig:
     progress: bool = opt(True, "Show a progress bar", resume_safe=True)
 
     def validate(self) -> None:
-        for name in ("batch_size", "grad_accum", "lora_r", "save_steps", "logging_steps"):
+        for name in ("batch_size", "grad_accum", "lora_r", "save_steps", "logging_steps", "ensemble"):
             if getattr(self, name) < 1:
                 raise SalmonError(f"--{name.replace('_', '-')} must be at least 1")
         if self.eval_steps < 0:
@@ -158,6 +163,8 @@ class TrainRMConfig:
         bad = [t for t in self.templates if t not in RM_TEMPLATES]
         if bad or not self.templates:
             raise SalmonError(f"--templates: unknown template {bad[0] if bad else ''!r} (known: {', '.join(RM_TEMPLATES)})")
+        if self.ensemble > 1 and (self.merge or not self.lora):
+            raise SalmonError("--ensemble: members are LoRA adapters on one base; drop --merge / --no-lora")
         check_report_to(self.report_to)
 
 
@@ -206,6 +213,8 @@ def _pmp_phase(cfg: TrainRMConfig, tokenizer, out: Path):
 
 
 def train_rm(cfg: TrainRMConfig) -> Path:
+    if cfg.ensemble > 1:
+        return _train_ensemble(cfg)
     files = StageFiles.for_dir(cfg.out)
     rows = load_rm_rows(cfg.data, cfg.limit)
     if files.begin(cfg):
@@ -242,6 +251,37 @@ def train_rm(cfg: TrainRMConfig) -> Path:
     if trainer.is_world_process_zero():
         _finish(cfg, files, trainer.model, tok, train, held, m, pmp)
     trainer.accelerator.wait_for_everyone()
+    return files.out
+
+
+def _train_ensemble(cfg: TrainRMConfig) -> Path:
+    """--ensemble K: member k trained as a plain run with seed cfg.seed + k into
+    out/member-<k>/ (each resumes on its own), then the folder made an ensemble
+    (`reward.ensemble.write_ensemble`) and the summary written last."""
+    from accelerate import PartialState
+
+    from salmon.reward.ensemble import write_ensemble
+
+    files = StageFiles.for_dir(cfg.out)
+    if files.begin(cfg):
+        return files.out
+    names = [f"member-{k}" for k in range(cfg.ensemble)]
+    for k, name in enumerate(names):
+        info(f"ensemble member {k + 1} of {cfg.ensemble} (seed {cfg.seed + k})")
+        member = train_rm(replace(cfg, ensemble=1, seed=cfg.seed + k, out=str(files.out / name)))
+        if not (member / "summary.json").exists():
+            info(f"stopped in ensemble member {k + 1}; rerun the same command to resume")
+            return files.out
+    state = PartialState()
+    if state.is_main_process:
+        meta = write_ensemble(files.out, [(name, f"trained here with seed {cfg.seed + k}") for k, name in enumerate(names)])
+        members = [json.loads((files.out / name / "summary.json").read_text()) for name in names]
+        files.write_summary({
+            "ensemble": cfg.ensemble, "seeds": [cfg.seed + k for k in range(cfg.ensemble)],
+            "weights": [e["weight"] for e in meta["ensemble"]], "reward_mean": meta["reward_mean"],
+            "reward_std": meta["reward_std"], "runtime_s": sum(m.get("runtime_s") or 0.0 for m in members),
+            "members": members})
+    state.wait_for_everyone()
     return files.out
 
 

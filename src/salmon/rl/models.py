@@ -32,6 +32,7 @@ from torch import nn
 
 from salmon.errors import SalmonError
 from salmon.progress import info
+from salmon.reward.ensemble import is_ensemble
 
 POLICY, VALUE, REWARD, SFT = "policy", "value", "reward", "sft"
 TRAINABLE = (POLICY, VALUE)
@@ -177,7 +178,7 @@ def check_rm_folder(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_dir():
         raise SalmonError(f"--rm {path}: reward model folder not found (train one with `salmon train-rm`)")
-    if not (path / "adapter_config.json").exists() and not (path / "config.json").exists():
+    if not any((path / f).exists() for f in ("adapter_config.json", "config.json")) and not is_ensemble(path):
         raise SalmonError(f"--rm {path}: not a reward model folder (no adapter_config.json or config.json)")
     return path
 
@@ -291,7 +292,8 @@ def load_rl_models(policy_spec: str, rm_path: str, lora: LoraSettings, *, share_
     if rm_tok.pad_token is None:
         rm_tok.pad_token = rm_tok.eos_token
     rm_base_path = rm_base(path)
-    reason = _no_share_reason(base, rm_base_path, tok, rm_tok)
+    reason = ("an ensemble of reward models" if is_ensemble(path)
+              else _no_share_reason(base, rm_base_path, tok, rm_tok))
     if reason:
         info(f"reward model loaded separately ({reason}); its text is decoded and re-encoded")
     dev = pick_device(device)
