@@ -6,7 +6,7 @@
     salmon train-rm --data rm_data/ --out rm_ens --ensemble 3   # the same, trained in one go
 
 Why: on the embedded model one training run of the reward model moves the dev sets by up
-to 15 points from one training seed to the next (same rows, same settings). Averaging the
+to 21 points from one training seed to the next (same rows, same settings). Averaging the
 members' scores removes part of that noise; weight-averaging their LoRA updates into one
 adapter did not (docs/reward-training.md has both measurements).
 
