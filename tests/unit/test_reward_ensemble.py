@@ -86,7 +86,7 @@ def test_contrastive_members_make_a_contrastive_ensemble(tiny_model, tmp_path):
                                                                       abs=1e-5)
 
 
-def test_bad_members_are_refused_and_nothing_is_written(members, tiny_model, tmp_path):
+def test_bad_members_are_refused_and_nothing_is_written(members, tiny_model, tmp_path, monkeypatch):
     def refused(ms, match, out=None):
         out = out or tmp_path / "ens"
         with pytest.raises(SalmonError, match=match):
@@ -102,6 +102,9 @@ def test_bad_members_are_refused_and_nothing_is_written(members, tiny_model, tmp
     raw_vs_contrastive = shutil.copytree(members[1], tmp_path / "contrastive")
     (raw_vs_contrastive / "salmon_rm.json").write_text(json.dumps({**meta, "scoring": "contrastive"}))
     refused([members[0], raw_vs_contrastive], "differ in scoring")
+    with monkeypatch.context() as m:  # members that differ are refused before anything is copied
+        m.setattr(shutil, "copytree", lambda *a, **k: pytest.fail("copied before the members were checked"))
+        refused([members[0], other], "differ in max_length")
     assert not (tmp_path / "ens").exists() and not list(tmp_path.glob(".ens.tmp*"))
     taken = tmp_path / "taken"
     taken.mkdir()

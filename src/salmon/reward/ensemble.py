@@ -112,6 +112,18 @@ def _member_meta(folder: Path) -> dict[str, Any]:
     return meta
 
 
+def checked_metas(folders: list[Path]) -> list[dict[str, Any]]:
+    """The members' `salmon_rm.json`, refused (one line) unless every folder is a finished
+    LoRA reward model and they all agree on MUST_MATCH."""
+    metas = [_member_meta(f) for f in folders]
+    for key in MUST_MATCH:
+        values = {json.dumps(m.get(key)) for m in metas}
+        if len(values) > 1:
+            raise SalmonError(f"--members: the members differ in {key} ({', '.join(sorted(values))}); "
+                              "an ensemble needs reward models trained the same way on one base")
+    return metas
+
+
 def write_ensemble(folder: Path, members: list[tuple[str, str]]) -> dict[str, Any]:
     """Make `folder`, whose `member-<k>/` subfolders hold finished member RMs, one ensemble
     reward model: the first member's tokenizer at the top and `salmon_rm.json` (written last,
@@ -119,12 +131,7 @@ def write_ensemble(folder: Path, members: list[tuple[str, str]]) -> dict[str, An
     Returns the meta written."""
     from salmon.jsonl import atomic_write_text
 
-    metas = [_member_meta(folder / name) for name, _ in members]
-    for key in MUST_MATCH:
-        values = {json.dumps(m.get(key)) for m in metas}
-        if len(values) > 1:
-            raise SalmonError(f"--members: the members differ in {key} ({', '.join(sorted(values))}); "
-                              "an ensemble needs reward models trained the same way on one base")
+    metas = checked_metas([folder / name for name, _ in members])
     stds = [float(m["reward_std"] or 1.0) for m in metas]
     weights = member_weights(stds)
     for f in (folder / members[0][0]).iterdir():  # the tokenizer at the top, for loaders that read it there
@@ -146,8 +153,7 @@ def ensemble_rm(cfg: EnsembleRMConfig) -> Path:
     if out.exists():
         raise SalmonError(f"--out {out}: already exists; choose another folder or delete it")
     folders = [Path(m) for m in cfg.members]
-    for f in folders:
-        _member_meta(f)
+    checked_metas(folders)  # refuse before anything is copied
     tmp = out.with_name(f".{out.name}.tmp.{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
