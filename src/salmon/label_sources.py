@@ -9,7 +9,9 @@ Every training example records its `label_source`:
 - `contrast`: pairs from `salmon contrast`: one response sampled with a user-turn
   instruction towards P, one towards not-P (or a refusal and a compliant answer to a
   red-team prompt under Harmless); the label is recorded against the principle, and
-  the instruction never reaches the example (the prompt is the user's own).
+  the instruction never reaches the example (the prompt is the user's own);
+- `degrade`: a sampled answer against a copy made worse in the one way a judge principle
+  names (salmon.degrade): off topic, repeated, shuffled, cut to one sentence, boilerplate.
 
 Principles shown per `verify` example: a deciding principle is drawn uniformly from those
 whose verdicts differ on the pair (one per family; `verify_per_pair` different families per
@@ -37,13 +39,15 @@ import numpy as np
 
 from salmon.config import opt
 from salmon.conversation import last_user_text, parse_prompt, prompt_key
+from salmon.degrade import NAMES as DEGRADE_NAMES
+from salmon.degrade import degrade_pairs
 from salmon.edits import edit_pairs
 from salmon.errors import SalmonError
 from salmon.jsonl import iter_jsonl
-from salmon.principles import Principle
+from salmon.principles import Principle, load_principles
 from salmon.verify import Verifiable, load_verifiable, verdicts_differ
 
-SOURCES = ("judge", "verify", "contrast")
+SOURCES = ("judge", "verify", "contrast", "degrade")
 FILTERS = ("checked", "all")
 
 
@@ -51,7 +55,7 @@ FILTERS = ("checked", "all")
 class LabelSourcesConfig:
     """Fields `salmon aggregate` adds for label sources (defaults: the self-judge alone)."""
     source_shares: list[str] = opt(["judge=1"], "Label sources and their shares of the examples, name=share "
-                                                "(judge, verify, contrast); a missing source is off")
+                                                "(judge, verify, contrast, degrade); a missing source is off")
     max_examples: int | None = opt(None, "Cap on examples over all sources, split by the shares "
                                          "(none: every example each enabled source yields)")
     contrast: str | None = opt(None, "Contrast pairs JSONL written by `salmon contrast` (contrast source; "
@@ -73,6 +77,8 @@ class LabelSourcesConfig:
                                      "verifiable families: each family's share is its supply to this power (1: in "
                                      "proportion, a plain random draw; 0: equal shares; between: between), and inside "
                                      "a family its principles (wording and parameter) take turns unless it is 1")
+    degrade_per_response: int = opt(1, "Degraded copies per sampled answer for the degrade source (salmon.degrade), "
+                                       "drawn among the degradations that apply")
     twins: bool = opt(False, "Emit every verify and contrast example with its negated twin (each shown "
                              "principle negated, chosen and rejected swapped) and a shared `twin` id, kept "
                              "together when mixing: what the reward model's flip term and contrastive "
@@ -84,6 +90,8 @@ class LabelSourcesConfig:
             raise SalmonError(f"--contrast-filter must be one of {', '.join(FILTERS)}, got {self.contrast_filter!r}")
         if self.edits < 0:
             raise SalmonError("--edits must be 0 (off) or more")
+        if self.degrade_per_response < 1:
+            raise SalmonError("--degrade-per-response must be at least 1")
         if self.verify_per_pair < 1 or self.verify_max_principles < 1:
             raise SalmonError("--verify-per-pair and --verify-max-principles must be at least 1")
         if not 0.0 <= self.verify_balance <= 1.0:
@@ -94,6 +102,8 @@ class LabelSourcesConfig:
         shares = parse_shares(self.source_shares)
         if shares.get("contrast") and not self.contrast:
             raise SalmonError("--source-shares names contrast but --contrast (a `salmon contrast` file) is not set")
+        if shares.get("degrade"):
+            degrade_principles(getattr(self, "principles", "judge"))
         if shares.get("verify"):  # a bad family file fails here, before anything is written
             vps = load_verifiable(self.verify_principles, "train", self.verify_families or None)
             pairwise = sorted({v.family for v in vps if v.pairwise})
@@ -370,6 +380,33 @@ def cross_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+# --- degrade source ----------------------------------------------------------------
+
+def degrade_principles(spec: str) -> dict[str, Principle]:
+    """The principles of file `spec` that a degradation exists for, by name (one line if none)."""
+    found = {p.name: p for p in load_principles(spec) if p.name in DEGRADE_NAMES}
+    if not found:
+        raise SalmonError(f"--source-shares names degrade but --principles {spec} has none of its principles "
+                          f"({', '.join(DEGRADE_NAMES)})")
+    return found
+
+
+def degrade_examples(pairs: list[dict[str, Any]], cfg: Any) -> tuple[list[dict[str, Any]], Counter]:
+    """The degrade source over the sampled pairs: the original answer wins under the principle
+    (its negation drawn with `negation_prob`, the twin with `twins`)."""
+    principles = degrade_principles(getattr(cfg, "principles", "judge"))
+    examples = []
+    made, counts = degrade_pairs(pairs, principles, np.random.default_rng([cfg.seed, 48_611]),
+                                 cfg.degrade_per_response)
+    passes = 1 if cfg.twins else cfg.passes  # a twin already shows the pair under both texts: more passes only repeat it
+    for i, (principle, pair) in enumerate(made):
+        for p in range(passes):
+            negate = bool(np.random.default_rng([cfg.seed, 48_619, p, i]).random() < cfg.negation_prob)
+            examples += with_twin(_example(pair, -1 if negate else 1, [principle.negated() if negate else principle],
+                                           "degrade", p), cfg.twins)
+    return examples, counts
+
+
 # --- the hook ----------------------------------------------------------------------
 
 def add_label_sources(judge_examples: list[dict[str, Any]], pairs: list[dict[str, Any]], cfg: Any
@@ -390,6 +427,9 @@ def add_label_sources(judge_examples: list[dict[str, Any]], pairs: list[dict[str
         counts.update(c, verify_edit_pairs=len(edited))
     if "contrast" in shares:
         by_source["contrast"], c = contrast_examples(contrast_rows, cfg)
+        counts.update(c)
+    if "degrade" in shares:
+        by_source["degrade"], c = degrade_examples(pairs, cfg)
         counts.update(c)
     take = allocate({s: len(v) for s, v in by_source.items()}, shares, cfg.max_examples)
     rng = np.random.default_rng([cfg.seed, 15_485_863])
