@@ -91,10 +91,10 @@ def _responses(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         for side in ("a", "b"):
             text = pair.get(f"response_{side}", "")
-            key = (prompt_key(pair["prompt"]), text)
-            if key not in seen:
-                seen.add(key)
-                out.append({"id": f"{pair['id']}:{side}", "prompt": pair["prompt"], "text": text})
+            key = prompt_key(pair["prompt"])
+            if (key, text) not in seen:
+                seen.add((key, text))
+                out.append({"id": f"{pair['id']}:{side}", "prompt": pair["prompt"], "key": key, "text": text})
     return out
 
 
@@ -115,7 +115,7 @@ def degrade_pairs(pairs: list[dict[str, Any]], principles: dict[str, Principle],
         for name in names:
             if name == OFF_TOPIC:
                 others = [o for o in responses if o["text"].strip() and o["text"].strip() != r["text"].strip()
-                          and prompt_key(o["prompt"]) != prompt_key(r["prompt"])]
+                          and o["key"] != r["key"]]
                 w = others[int(rng.integers(len(others)))]["text"] if others else None
             elif name == "No Boilerplate":
                 w = with_boilerplate(r["text"], rng, last_user_text(r["prompt"]))
